@@ -1,0 +1,212 @@
+/*
+ * Internal interface: prototypes grouped by the file that defines them, and
+ * the few inline helpers the fast paths share (size class, page map, chunk
+ * index). Nothing here is exported from the library.
+ */
+#ifndef FTM_INTERNAL_H
+#define FTM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ftm/types.h"
+
+#define FTM_EXPORT __attribute__((visibility("default")))
+#define FTM_COLD __attribute__((cold, noinline))
+#define FTM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define FTM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* The standard names are aliases of the ftm_* ones; the unit tests build the
+ * core without them so it can live beside libc's malloc. */
+#ifdef FTM_NO_OVERRIDE
+#define FTM_OVERRIDE(std, ours)
+#else
+#define FTM_OVERRIDE(std, ours) \
+	extern __typeof__(ours) std __attribute__((alias(#ours), visibility("default")));
+#endif
+
+/* ---- core/sizeclass.c ---------------------------------------------------- */
+extern struct ftm_class ftm_classes[FTM_CLASS_COUNT];
+void sizeclass_init(size_t page_size);
+
+/* Class of a request of n <= FTM_SMALL_MAX bytes: 16-byte steps up to 128,
+ * then four classes per doubling (at most 25% of a chunk is slack). */
+static inline uint32_t size_class(size_t n)
+{
+	if (n <= 128)
+		return n ? (uint32_t)((n - 1) >> 4) : 0;
+	size_t m = n - 1;
+	uint32_t log = 63u - (uint32_t)__builtin_clzl(m);
+	return (log - 7) * 4 + 8 + (uint32_t)((m >> (log - 2)) & 3);
+}
+
+/* Size of class cls, the inverse of size_class. */
+static inline uint32_t class_size(uint32_t cls)
+{
+	if (cls < 8)
+		return (cls + 1) * 16;
+	return (5 + ((cls - 8) & 3)) << ((cls - 8) / 4 + 5);
+}
+
+/* ---- core/pagemap.c ------------------------------------------------------ */
+extern struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS];
+bool pagemap_register(struct ftm_zone *zone, size_t size);
+void pagemap_unregister(struct ftm_zone *zone, size_t size);
+
+/* The zone covering p, or NULL when no zone of ours does. Never faults. */
+static inline struct ftm_zone *pagemap_zone(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (FTM_UNLIKELY(a >> FTM_ADDR_BITS))
+		return NULL;
+	struct ftm_zone **leaf = __atomic_load_n(
+	    &ftm_pagemap[a >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)], __ATOMIC_ACQUIRE);
+	if (FTM_UNLIKELY(!leaf))
+		return NULL;
+	return __atomic_load_n(&leaf[(a >> FTM_GRANULE_SHIFT) & ((1u << FTM_LEAF_BITS) - 1)],
+			       __ATOMIC_ACQUIRE);
+}
+
+/* ---- arena/zone.c -------------------------------------------------------- */
+struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
+void zone_destroy(struct ftm_zone *zone);
+uint32_t zone_take(struct ftm_zone *zone, void **out, uint32_t want);
+void zone_put(struct ftm_zone *zone, void *chunk, uint32_t index);
+bool zone_check(const struct ftm_zone *zone);
+
+static inline uintptr_t zone_of_class(const void *p, const struct ftm_class *c)
+{
+	return (uintptr_t)p & ~(((uintptr_t)1 << c->zone_shift) - 1);
+}
+
+static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)
+{
+	const struct ftm_class *c = &ftm_classes[zone->cls];
+	return (char *)zone + c->data_offset + (size_t)index * c->size;
+}
+
+/* Index of a chunk known to start at p (it came from a thread cache). */
+static inline uint32_t zone_chunk_index_trusted(uintptr_t zone, const struct ftm_class *c,
+						const void *p)
+{
+	return (uint32_t)((((uintptr_t)p - zone - c->data_offset) * c->recip) >> FTM_RECIP_SHIFT);
+}
+
+/* Index of the chunk that starts at p, or UINT32_MAX when p is not exactly
+ * the start of a chunk of this zone (interior, header or misaligned). */
+static inline uint32_t zone_chunk_index(const struct ftm_zone *zone, const void *p)
+{
+	const struct ftm_class *c = &ftm_classes[zone->cls];
+	uint64_t off = (uintptr_t)p - (uintptr_t)zone - c->data_offset;
+	uint64_t index = (off * c->recip) >> FTM_RECIP_SHIFT;
+	if (FTM_UNLIKELY(off >= (uint64_t)c->capacity * c->size || index * c->size != off))
+		return UINT32_MAX;
+	return (uint32_t)index;
+}
+
+static inline uint16_t meta_load(const struct ftm_zone *zone, uint32_t index)
+{
+	return __atomic_load_n(&zone->meta[index], __ATOMIC_RELAXED);
+}
+
+static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t state)
+{
+	__atomic_store_n(&zone->meta[index], state, __ATOMIC_RELAXED);
+}
+
+/* ---- arena/arena.c ------------------------------------------------------- */
+extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
+extern uint32_t ftm_arena_count;
+void arena_init_all(uint32_t count);
+struct ftm_arena *arena_next(void);
+struct ftm_arena *arena_for_thread(void);
+void arena_lock(struct ftm_arena *arena);
+void arena_unlock(struct ftm_arena *arena);
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_t want);
+void arena_return(void *const *chunks, uint32_t count);
+void *arena_alloc_one(uint32_t cls);
+size_t arena_trim(void);
+void arena_lock_all(void);
+void arena_unlock_all(void);
+void arena_reinit_locks(void);
+
+/* ---- tcache/tcache.c ----------------------------------------------------- */
+extern __thread struct ftm_tcache *ftm_tls_tcache;
+extern struct ftm_tcache ftm_tcache_boot;
+extern struct ftm_tcache ftm_tcache_dead;
+void tcache_init_geometry(void);
+struct ftm_tcache *tcache_attach(void);
+uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls);
+void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep);
+void tcache_flush_all(struct ftm_tcache *tc);
+void tcache_lock_pool(void);
+void tcache_unlock_pool(void);
+void tcache_reinit_pool_lock(void);
+
+/* ---- large/large.c ------------------------------------------------------- */
+void *large_alloc(size_t size, size_t align);
+bool large_free(void *p);
+bool large_usable_size(const void *p, size_t *usable);
+bool large_realloc(void *p, size_t size, void **moved);
+void large_lock(void);
+void large_unlock(void);
+void large_reinit_lock(void);
+size_t large_bytes_mapped(void);
+/* Visits every LARGE mapping (registry lock held by the caller). */
+void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
+
+/* ---- core/init.c --------------------------------------------------------- */
+extern volatile int ftm_ready;
+extern uint64_t ftm_secret;
+extern size_t ftm_page_size;
+void ftm_init_slow(void);
+
+static inline void ftm_ensure_init(void)
+{
+	if (FTM_UNLIKELY(!__atomic_load_n(&ftm_ready, __ATOMIC_ACQUIRE)))
+		ftm_init_slow();
+}
+
+/* ---- core/options.c ------------------------------------------------------ */
+enum ftm_option_id {
+	FTM_OPT_ARENAS,         /* number of arenas (0: 4 per CPU) */
+	FTM_OPT_ABORT_ON_ERROR, /* abort() after reporting bad input */
+	FTM_OPT_ZONE_RESERVE,   /* empty zones an arena keeps per class */
+	FTM_OPT_VERBOSE,        /* print the options in force at start-up */
+	FTM_OPT_COUNT
+};
+extern long ftm_options[FTM_OPT_COUNT];
+void options_load(char **env);
+
+/* ---- core/diag.c --------------------------------------------------------- */
+struct ftm_out {
+	int fd;         /* where flush() writes */
+	size_t len;     /* bytes buffered */
+	char buf[4096]; /* whole lines only, so a reader never sees a torn one */
+};
+void out_str(struct ftm_out *o, const char *s);
+void out_hex(struct ftm_out *o, uintptr_t v);
+void out_dec(struct ftm_out *o, uint64_t v);
+void out_line_end(struct ftm_out *o);
+void out_flush(struct ftm_out *o);
+void report_error(const char *call, const char *reason, const void *p);
+
+/* ---- os/os.c ------------------------------------------------------------- */
+void *os_map(size_t size);
+void *os_map_aligned(size_t size, size_t align);
+void os_unmap(void *p, size_t size);
+void *os_remap(void *p, size_t old_size, size_t new_size);
+size_t os_page_size(void);
+uint32_t os_cpu_count(void);
+uint64_t os_random(void);
+void os_write(int fd, const void *buf, size_t len);
+
+/* ---- api/alloc.c --------------------------------------------------------- */
+void *ftm_malloc(size_t size);
+void ftm_free(void *ptr);
+void *malloc_aligned(size_t size, size_t align);
+void chunk_set_size(void *p, size_t size);
+void report_bad_pointer(const void *p, const char *call);
+
+#endif

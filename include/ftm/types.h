@@ -1,0 +1,157 @@
+/*
+ * ft_malloc data model: every structure the allocator keeps, in one place.
+ *
+ *   thread ─► tcache ──(batch, under arena lock)──► arena ─► zone (one size class)
+ *             no lock                                mutex    power-of-two mapping
+ *
+ *   size > FTM_SMALL_MAX ─► large registry (one global mutex), a mapping each
+ *
+ * A request is rounded up to one of FTM_CLASS_COUNT size classes. TINY and
+ * SMALL classes are served from zones: a zone is a mapping of 2^zone_shift
+ * bytes aligned to its own size, carved into equal chunks of one class, with
+ * a header and a per-chunk state array ("meta") kept out of line at its start.
+ * The page map records, for every FTM_GRANULE of address space, which zone
+ * covers it: free() finds a pointer's zone in two loads and can reject a
+ * pointer that is not ours without ever dereferencing it.
+ *
+ * Chunks in a thread cache are free for the program but still counted as
+ * handed out by their zone ("used"); their meta says FTM_META_CACHED, which is
+ * how show_alloc_mem skips them and how free() catches a double free even
+ * when the first free went no further than the thread cache.
+ */
+#ifndef FTM_TYPES_H
+#define FTM_TYPES_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------ */
+/* Size classes                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define FTM_ALIGN 16            /* every pointer we return is aligned to this */
+#define FTM_TINY_MAX 512        /* largest TINY class: zones of 64 KiB */
+#define FTM_SMALL_MAX 32768     /* largest SMALL class; above it, LARGE */
+#define FTM_TINY_CLASSES 16     /* classes 0..15 are TINY */
+#define FTM_CLASS_COUNT 40      /* classes 16..39 are SMALL */
+#define FTM_ZONE_MIN_CHUNKS 100 /* the subject: a zone holds >= 100 of its class */
+#define FTM_ZONE_MIN_SHIFT 16   /* smallest zone: 64 KiB */
+#define FTM_RECIP_SHIFT 40      /* chunk index = offset * recip >> 40, exact below 2^25 */
+
+/* Geometry of one size class, computed once at start-up from the page size. */
+struct ftm_class {
+	uint32_t size;         /* chunk size in bytes, a multiple of FTM_ALIGN */
+	uint32_t zone_shift;   /* log2 of this class's zone size */
+	uint64_t recip;        /* ceil(2^FTM_RECIP_SHIFT / size): division-free chunk index */
+	uint32_t data_offset;  /* offset of chunk 0 in the zone, page aligned */
+	uint32_t capacity;     /* chunks per zone */
+	uint32_t tcache_cap;   /* most chunks of this class one thread may cache */
+	uint32_t batch;        /* chunks moved per tcache refill or flush */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Zones                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Per-chunk state in zone->meta. A live chunk keeps how many bytes of its
+ * class the caller did not ask for, so show_alloc_mem prints the exact size. */
+#define FTM_META_FREE 0x0000u   /* in the zone's free list or never carved */
+#define FTM_META_CACHED 0x4000u /* sitting in some thread's cache */
+#define FTM_META_LIVE 0x8000u   /* owned by the program; low bits: slack */
+#define FTM_META_SLACK 0x3fffu
+
+enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
+
+struct ftm_arena;
+
+struct ftm_zone {
+	uint64_t check;              /* FTM_ZONE_MAGIC ^ address ^ secret: header not overwritten */
+	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
+	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
+	struct ftm_zone *all_prev;
+	struct ftm_zone *avail_next; /* zones of this class with a free chunk */
+	struct ftm_zone *avail_prev;
+	uint32_t cls;                /* size class of every chunk here */
+	uint32_t used;               /* chunks handed out: live or in a thread cache */
+	uint32_t carved;             /* chunks [carved, capacity) were never touched */
+	uint32_t in_avail;           /* 1 while on the arena's avail list */
+	uintptr_t free_list;         /* returned chunks, links mangled (see zone.c) */
+	uint16_t meta[];             /* per chunk: FTM_META_* */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Arenas                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define FTM_MAX_ARENAS 256
+
+/* Counters kept under the arena lock (statistics and mallinfo2). */
+struct ftm_arena_stats {
+	uint64_t zones_mapped;   /* zones ever created */
+	uint64_t zones_unmapped; /* zones given back to the OS */
+	uint64_t bytes_mapped;   /* bytes of zones currently mapped */
+	uint64_t chunks_out;     /* chunks currently handed to threads */
+	uint64_t bytes_out;      /* bytes of those chunks (class sizes) */
+	uint64_t contended;      /* lock acquisitions that had to wait */
+};
+
+struct ftm_arena {
+	pthread_mutex_t lock;                      /* guards everything below */
+	uint32_t index;                            /* position in ftm_arenas[] */
+	uint32_t empty[FTM_CLASS_COUNT];           /* empty zones kept per class */
+	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */
+	struct ftm_zone *zones;                    /* every zone of this arena */
+	struct ftm_arena_stats stats;
+} __attribute__((aligned(64)));
+
+/* ------------------------------------------------------------------------ */
+/* Thread cache                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A stack of chunk pointers kept out of the chunks themselves, so a write
+ * after free cannot redirect the next malloc. */
+struct ftm_bin {
+	uint32_t count;  /* chunks cached */
+	uint32_t cap;    /* 0 in the boot/dead caches: every call takes the slow path */
+	void **slots;    /* slots[0..count) */
+};
+
+struct ftm_tcache {
+	struct ftm_bin bins[FTM_CLASS_COUNT]; /* first, so the fast path indexes it directly */
+	struct ftm_arena *arena;              /* refills come from here */
+	struct ftm_tcache *pool_next;         /* in the pool of caches of exited threads */
+	uint64_t refills;                     /* batches taken from the arena */
+	uint64_t flushes;                     /* batches given back */
+	void *storage[];                      /* backing store of every bin's slots */
+};
+
+/* ------------------------------------------------------------------------ */
+/* LARGE                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Header at the start of each LARGE mapping; the registry hashes it by the
+ * user pointer, so a free of anything else is rejected without a fault. */
+struct ftm_large {
+	uint64_t check;             /* FTM_LARGE_MAGIC ^ address ^ secret */
+	void *user;                 /* the pointer the program holds */
+	size_t size;                /* bytes the program asked for */
+	size_t map_len;             /* length of the whole mapping */
+	struct ftm_large *hash_next; /* chain in the registry's bucket */
+	struct ftm_large *all_next;  /* every LARGE mapping, for show */
+	struct ftm_large *all_prev;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Page map                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Two levels cover the 47-bit user address space: root[addr >> 32] is a leaf
+ * of 2^16 zone pointers, one per 64 KiB granule. Leaves are mapped on first
+ * use and never freed, so a lookup needs no lock. */
+#define FTM_GRANULE_SHIFT 16
+#define FTM_ADDR_BITS 47
+#define FTM_LEAF_BITS 16
+#define FTM_ROOT_BITS (FTM_ADDR_BITS - FTM_GRANULE_SHIFT - FTM_LEAF_BITS)
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * malloc and free: the fast paths, and the one slow path each falls into.
+ *
+ * malloc(n <= 32 KiB): pop the thread cache's bin for n's class and mark the
+ * chunk live with its exact size. free(p): the page map names p's zone; if p
+ * is exactly a live chunk and the bin has room, mark it cached and push.
+ * Anything else (empty or full bin, first call of a thread, LARGE, bad
+ * pointer) goes to malloc_slow/free_slow, where every rare case lives.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ftm/internal.h"
+
+static inline void chunk_mark_live(struct ftm_zone *zone, uint32_t index,
+				   const struct ftm_class *c, size_t size)
+{
+	meta_store(zone, index, (uint16_t)(FTM_META_LIVE | (c->size - size)));
+}
+
+/* Records the size the program asked for (<= the chunk's class size). */
+void chunk_set_size(void *p, size_t size)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	chunk_mark_live(zone, zone_chunk_index(zone, p), &ftm_classes[zone->cls], size);
+}
+
+/* The calling thread's cache, attaching one on its first call. NULL when the
+ * thread has none (it exited, or no memory for one). */
+static struct ftm_tcache *thread_cache(void)
+{
+	struct ftm_tcache *tc = ftm_tls_tcache;
+	if (tc == &ftm_tcache_boot)
+		return tcache_attach();
+	return tc == &ftm_tcache_dead ? NULL : tc;
+}
+
+FTM_COLD static void *malloc_slow(size_t size)
+{
+	ftm_ensure_init();
+	if (size > FTM_SMALL_MAX)
+		return large_alloc(size, FTM_ALIGN);
+	uint32_t cls = size_class(size);
+	struct ftm_tcache *tc = thread_cache();
+	void *p;
+	if (!tc) {
+		if (!(p = arena_alloc_one(cls)))
+			return NULL;
+	} else {
+		struct ftm_bin *bin = &tc->bins[cls];
+		if (!bin->count && !tcache_refill(tc, cls))
+			return NULL;
+		p = bin->slots[--bin->count];
+	}
+	chunk_set_size(p, size);
+	return p;
+}
+
+FTM_EXPORT void *ftm_malloc(size_t size)
+{
+	if (FTM_LIKELY(size <= FTM_SMALL_MAX)) {
+		uint32_t cls = size_class(size);
+		struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
+		if (FTM_LIKELY(bin->count)) {
+			void *p = bin->slots[--bin->count];
+			const struct ftm_class *c = &ftm_classes[cls];
+			uintptr_t zone = zone_of_class(p, c);
+			chunk_mark_live((struct ftm_zone *)zone, zone_chunk_index_trusted(zone, c, p),
+					c, size);
+			return p;
+		}
+	}
+	return malloc_slow(size);
+}
+
+/* Says why p, which is not a live pointer of ours, was refused. */
+void report_bad_pointer(const void *p, const char *call)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	uint32_t index = zone ? zone_chunk_index(zone, p) : UINT32_MAX;
+	bool freed_chunk = index != UINT32_MAX && index < zone->carved &&
+			   !(meta_load(zone, index) & FTM_META_LIVE);
+	report_error(call, freed_chunk ? "double free" : "invalid pointer", p);
+}
+
+/* Frees p after checking it is a live chunk or LARGE block of ours; reports
+ * and ignores it otherwise. */
+static void free_checked(void *p)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	uint32_t index = zone ? zone_chunk_index(zone, p) : UINT32_MAX;
+	if (!zone && large_free(p))
+		return;
+	if (index == UINT32_MAX || !zone_check(zone) ||
+	    !(meta_load(zone, index) & FTM_META_LIVE)) {
+		report_bad_pointer(p, "free");
+		return;
+	}
+	struct ftm_tcache *tc = thread_cache();
+	if (!tc) {
+		arena_return(&p, 1);
+		return;
+	}
+	struct ftm_bin *bin = &tc->bins[zone->cls];
+	if (bin->count == bin->cap)
+		tcache_flush(tc, zone->cls, bin->cap / 2);
+	meta_store(zone, index, FTM_META_CACHED);
+	bin->slots[bin->count++] = p;
+}
+
+FTM_COLD static void free_slow(void *p)
+{
+	if (!p)
+		return;
+	int saved = errno;
+	free_checked(p);
+	errno = saved;
+}
+
+FTM_EXPORT void ftm_free(void *p)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	if (FTM_LIKELY(zone)) {
+		uint32_t index = zone_chunk_index(zone, p);
+		struct ftm_bin *bin = &ftm_tls_tcache->bins[zone->cls];
+		if (FTM_LIKELY(index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE) &&
+			       bin->count < bin->cap)) {
+			meta_store(zone, index, FTM_META_CACHED);
+			bin->slots[bin->count++] = p;
+			return;
+		}
+	}
+	free_slow(p);
+}
+
+FTM_OVERRIDE(malloc, ftm_malloc)
+FTM_OVERRIDE(__libc_malloc, ftm_malloc)
+FTM_OVERRIDE(free, ftm_free)
+FTM_OVERRIDE(cfree, ftm_free)
+FTM_OVERRIDE(__libc_free, ftm_free)

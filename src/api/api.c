@@ -1,0 +1,213 @@
+/*
+ * The rest of the malloc family, built on ftm_malloc/ftm_free, the zones and
+ * the LARGE registry: calloc, realloc, the aligned allocators, usable size,
+ * trim. Semantics follow glibc where the standards leave a choice:
+ * realloc(p, 0) frees p and returns NULL; memalign rounds a non-power-of-two
+ * alignment up; aligned_alloc and posix_memalign reject it with EINVAL.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ft_malloc.h"
+#include "ftm/internal.h"
+
+FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(count, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (total > FTM_SMALL_MAX) {
+		ftm_ensure_init();
+		return large_alloc(total, FTM_ALIGN); /* fresh pages are zero */
+	}
+	void *p = ftm_malloc(total);
+	if (p) /* the whole chunk: usable bytes past `total` are zero too */
+		memset(p, 0, ftm_classes[size_class(total)].size);
+	return p;
+}
+
+static size_t chunk_usable(const void *p, const char *call)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	size_t usable;
+	if (zone) {
+		uint32_t index = zone_chunk_index(zone, p);
+		if (index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE))
+			return ftm_classes[zone->cls].size;
+	} else if (large_usable_size(p, &usable)) {
+		return usable;
+	}
+	report_bad_pointer(p, call);
+	return 0;
+}
+
+/* A zone chunk stays where it is while the new size keeps its class or
+ * still uses more than half of it; otherwise it moves to a fitting class. */
+static void *realloc_small(void *p, struct ftm_zone *zone, size_t size)
+{
+	const struct ftm_class *c = &ftm_classes[zone->cls];
+	if (size <= c->size && (size_class(size) == zone->cls || size > c->size / 2)) {
+		chunk_set_size(p, size);
+		return p;
+	}
+	void *q = ftm_malloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, p, size < c->size ? size : c->size);
+	ftm_free(p);
+	return q;
+}
+
+FTM_EXPORT void *ftm_realloc(void *p, size_t size)
+{
+	if (!p)
+		return ftm_malloc(size);
+	if (size == 0) {
+		ftm_free(p);
+		return NULL;
+	}
+	struct ftm_zone *zone = pagemap_zone(p);
+	if (zone) {
+		uint32_t index = zone_chunk_index(zone, p);
+		if (index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE))
+			return realloc_small(p, zone, size);
+	} else if (size > FTM_SMALL_MAX) {
+		void *moved;
+		if (large_realloc(p, size, &moved))
+			return moved;
+	} else {
+		size_t usable;
+		if (large_usable_size(p, &usable)) {
+			void *q = ftm_malloc(size);
+			if (q) {
+				memcpy(q, p, size);
+				ftm_free(p);
+			}
+			return q;
+		}
+	}
+	/* not a live pointer of ours: say so, leave it alone */
+	report_bad_pointer(p, "realloc");
+	errno = EINVAL;
+	return NULL;
+}
+
+FTM_EXPORT void *ftm_reallocarray(void *p, size_t count, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(count, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return ftm_realloc(p, total);
+}
+
+static bool power_of_two(size_t n)
+{
+	return n && !(n & (n - 1));
+}
+
+/* size bytes aligned to align (a power of two). Zone chunks of a
+ * power-of-two class start at multiples of their size (chunk 0 is page
+ * aligned), so alignments up to a page come from zones; larger ones from a
+ * LARGE mapping. */
+void *malloc_aligned(size_t size, size_t align)
+{
+	if (align <= FTM_ALIGN)
+		return ftm_malloc(size);
+	ftm_ensure_init();
+	if (align <= ftm_page_size && size <= FTM_SMALL_MAX) {
+		size_t chunk = size < align ? align : size;
+		chunk = (size_t)1 << (64 - __builtin_clzl(chunk - 1));
+		void *p = ftm_malloc(chunk);
+		if (p)
+			chunk_set_size(p, size);
+		return p;
+	}
+	return large_alloc(size, align);
+}
+
+FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (!power_of_two(align) || align % sizeof(void *))
+		return EINVAL;
+	int saved = errno;
+	void *p = malloc_aligned(size, align);
+	if (!p)
+		return ENOMEM;
+	errno = saved;
+	*out = p;
+	return 0;
+}
+
+FTM_EXPORT void *ftm_aligned_alloc(size_t align, size_t size)
+{
+	if (!power_of_two(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return malloc_aligned(size, align);
+}
+
+FTM_EXPORT void *ftm_memalign(size_t align, size_t size)
+{
+	if (align > ((size_t)1 << 62)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!power_of_two(align))
+		align = align ? (size_t)1 << (64 - __builtin_clzl(align)) : 1;
+	return malloc_aligned(size, align);
+}
+
+FTM_EXPORT void *ftm_valloc(size_t size)
+{
+	ftm_ensure_init();
+	return malloc_aligned(size, ftm_page_size);
+}
+
+FTM_EXPORT void *ftm_pvalloc(size_t size)
+{
+	ftm_ensure_init();
+	size_t rounded;
+	if (__builtin_add_overflow(size, ftm_page_size - 1, &rounded)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rounded &= ~(ftm_page_size - 1);
+	return malloc_aligned(rounded ? rounded : ftm_page_size, ftm_page_size);
+}
+
+FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
+{
+	return p ? chunk_usable(p, "malloc_usable_size") : 0;
+}
+
+/* Flushes the calling thread's cache and gives every empty zone back to the
+ * OS; returns 1 when memory was released, as glibc does. */
+FTM_EXPORT int ftm_malloc_trim(size_t pad)
+{
+	(void)pad;
+	ftm_ensure_init();
+	struct ftm_tcache *tc = ftm_tls_tcache;
+	if (tc != &ftm_tcache_boot && tc != &ftm_tcache_dead)
+		tcache_flush_all(tc);
+	return arena_trim() > 0;
+}
+
+FTM_OVERRIDE(calloc, ftm_calloc)
+FTM_OVERRIDE(__libc_calloc, ftm_calloc)
+FTM_OVERRIDE(realloc, ftm_realloc)
+FTM_OVERRIDE(__libc_realloc, ftm_realloc)
+FTM_OVERRIDE(reallocarray, ftm_reallocarray)
+FTM_OVERRIDE(posix_memalign, ftm_posix_memalign)
+FTM_OVERRIDE(aligned_alloc, ftm_aligned_alloc)
+FTM_OVERRIDE(memalign, ftm_memalign)
+FTM_OVERRIDE(__libc_memalign, ftm_memalign)
+FTM_OVERRIDE(valloc, ftm_valloc)
+FTM_OVERRIDE(pvalloc, ftm_pvalloc)
+FTM_OVERRIDE(malloc_usable_size, ftm_malloc_usable_size)
+FTM_OVERRIDE(malloc_trim, ftm_malloc_trim)

@@ -1,0 +1,239 @@
+/*
+ * Arenas: each owns the TINY and SMALL zones it created, behind one mutex.
+ * Threads are bound to an arena round-robin on their first allocation; the
+ * thread cache is the only regular caller, moving chunks in batches
+ * (arena_refill, arena_return), so the lock is taken once per batch.
+ *
+ * A chunk always goes back to the arena that owns its zone, whichever thread
+ * frees it: arena_return groups a batch by owner.
+ */
+#include <errno.h>
+
+#include "ftm/internal.h"
+
+struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
+uint32_t ftm_arena_count = 1;
+static uint32_t next_arena;
+
+void arena_init_all(uint32_t count)
+{
+	ftm_arena_count = count;
+	for (uint32_t i = 0; i < FTM_MAX_ARENAS; i++) {
+		pthread_mutex_init(&ftm_arenas[i].lock, NULL);
+		ftm_arenas[i].index = i;
+	}
+}
+
+struct ftm_arena *arena_next(void)
+{
+	uint32_t i = __atomic_fetch_add(&next_arena, 1, __ATOMIC_RELAXED);
+	return &ftm_arenas[i % ftm_arena_count];
+}
+
+/* For threads without a cache (exited, or the cache could not be mapped). */
+struct ftm_arena *arena_for_thread(void)
+{
+	uintptr_t self = (uintptr_t)pthread_self();
+	return &ftm_arenas[(self >> 12) % ftm_arena_count];
+}
+
+void arena_lock(struct ftm_arena *arena)
+{
+	if (pthread_mutex_trylock(&arena->lock) != 0) {
+		pthread_mutex_lock(&arena->lock);
+		arena->stats.contended++;
+	}
+}
+
+void arena_unlock(struct ftm_arena *arena)
+{
+	pthread_mutex_unlock(&arena->lock);
+}
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void avail_insert(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	struct ftm_zone **head = &arena->avail[zone->cls];
+	zone->avail_prev = NULL;
+	zone->avail_next = *head;
+	if (*head)
+		(*head)->avail_prev = zone;
+	*head = zone;
+	zone->in_avail = 1;
+}
+
+static void avail_remove(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	if (zone->avail_prev)
+		zone->avail_prev->avail_next = zone->avail_next;
+	else
+		arena->avail[zone->cls] = zone->avail_next;
+	if (zone->avail_next)
+		zone->avail_next->avail_prev = zone->avail_prev;
+	zone->in_avail = 0;
+}
+
+static void zones_insert(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	zone->all_prev = NULL;
+	zone->all_next = arena->zones;
+	if (arena->zones)
+		arena->zones->all_prev = zone;
+	arena->zones = zone;
+}
+
+static void zones_remove(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	if (zone->all_prev)
+		zone->all_prev->all_next = zone->all_next;
+	else
+		arena->zones = zone->all_next;
+	if (zone->all_next)
+		zone->all_next->all_prev = zone->all_prev;
+}
+
+/* ---- zones in and out ---------------------------------------------------- */
+
+static size_t zone_bytes(uint32_t cls)
+{
+	return (size_t)1 << ftm_classes[cls].zone_shift;
+}
+
+FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cls)
+{
+	struct ftm_zone *zone = zone_create(arena, cls);
+	if (!zone)
+		return NULL;
+	zones_insert(arena, zone);
+	avail_insert(arena, zone);
+	arena->empty[cls]++;
+	arena->stats.zones_mapped++;
+	arena->stats.bytes_mapped += zone_bytes(cls);
+	return zone;
+}
+
+static void arena_release_zone(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	avail_remove(arena, zone);
+	zones_remove(arena, zone);
+	arena->stats.zones_unmapped++;
+	arena->stats.bytes_mapped -= zone_bytes(zone->cls);
+	zone_destroy(zone);
+}
+
+/* An empty zone goes back to the OS unless the arena keeps fewer than the
+ * reserve for its class, so a loop that frees and reallocates the last chunk
+ * of a class does not map and unmap on every turn. */
+static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	uint32_t cls = zone->cls;
+	if (arena->empty[cls] < (uint32_t)ftm_options[FTM_OPT_ZONE_RESERVE]) {
+		arena->empty[cls]++;
+		return;
+	}
+	arena_release_zone(arena, zone);
+}
+
+/* Fills out[] with up to `want` chunks of class cls, marked cached. */
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_t want)
+{
+	uint32_t got = 0;
+	arena_lock(arena);
+	while (got < want) {
+		struct ftm_zone *zone = arena->avail[cls];
+		if (!zone && !(zone = arena_grow(arena, cls)))
+			break;
+		if (zone->used == 0)
+			arena->empty[cls]--;
+		got += zone_take(zone, out + got, want - got);
+		if (zone->used == ftm_classes[cls].capacity)
+			avail_remove(arena, zone);
+	}
+	arena->stats.chunks_out += got;
+	arena->stats.bytes_out += (uint64_t)got * ftm_classes[cls].size;
+	arena_unlock(arena);
+	if (!got)
+		errno = ENOMEM;
+	return got;
+}
+
+static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, void *chunk)
+{
+	const struct ftm_class *c = &ftm_classes[zone->cls];
+	zone_put(zone, chunk, zone_chunk_index(zone, chunk));
+	if (!zone->in_avail)
+		avail_insert(arena, zone);
+	arena->stats.chunks_out--;
+	arena->stats.bytes_out -= c->size;
+	if (zone->used == 0)
+		arena_zone_emptied(arena, zone);
+}
+
+/* Gives chunks (validated by the caller) back to the arenas owning their
+ * zones, taking each arena's lock once per run of chunks it owns. */
+void arena_return(void *const *chunks, uint32_t count)
+{
+	struct ftm_arena *locked = NULL;
+	for (uint32_t i = 0; i < count; i++) {
+		struct ftm_zone *zone = pagemap_zone(chunks[i]);
+		if (zone->arena != locked) {
+			if (locked)
+				arena_unlock(locked);
+			locked = zone->arena;
+			arena_lock(locked);
+		}
+		arena_put(locked, zone, chunks[i]);
+	}
+	if (locked)
+		arena_unlock(locked);
+}
+
+/* One chunk straight from the arena, for a thread that has no cache. */
+void *arena_alloc_one(uint32_t cls)
+{
+	void *chunk;
+	return arena_refill(arena_for_thread(), cls, &chunk, 1) ? chunk : NULL;
+}
+
+/* Gives every empty zone kept in reserve back to the OS; returns the bytes
+ * released. */
+size_t arena_trim(void)
+{
+	size_t released = 0;
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
+		struct ftm_arena *arena = &ftm_arenas[i];
+		arena_lock(arena);
+		struct ftm_zone *zone = arena->zones;
+		while (zone) {
+			struct ftm_zone *next = zone->all_next;
+			if (zone->used == 0) {
+				released += zone_bytes(zone->cls);
+				arena->empty[zone->cls]--;
+				arena_release_zone(arena, zone);
+			}
+			zone = next;
+		}
+		arena_unlock(arena);
+	}
+	return released;
+}
+
+/* fork and show_alloc_mem take every arena lock in index order. */
+void arena_lock_all(void)
+{
+	for (uint32_t i = 0; i < ftm_arena_count; i++)
+		pthread_mutex_lock(&ftm_arenas[i].lock);
+}
+
+void arena_unlock_all(void)
+{
+	for (uint32_t i = ftm_arena_count; i-- > 0;)
+		pthread_mutex_unlock(&ftm_arenas[i].lock);
+}
+
+void arena_reinit_locks(void)
+{
+	for (uint32_t i = 0; i < ftm_arena_count; i++)
+		pthread_mutex_init(&ftm_arenas[i].lock, NULL);
+}

@@ -1,0 +1,69 @@
+/*
+ * Process start-up and fork. The allocator initializes itself on the first
+ * call that needs it (which may come before any constructor runs) and from
+ * its own constructor, whichever is first. Nothing before `ftm_ready` is set
+ * may allocate; what may (pthread_atfork) runs after it, so a recursive call
+ * finds a working allocator instead of a half-built one.
+ */
+#include "ftm/internal.h"
+
+volatile int ftm_ready;
+uint64_t ftm_secret;
+size_t ftm_page_size = 4096;
+
+extern char **environ;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork: every lock is taken in one fixed order (registry, arenas by index,
+ * cache pool) so the child starts with consistent structures; the child
+ * re-initializes the locks rather than unlocking what its parent's threads
+ * held. */
+static void fork_prepare(void)
+{
+	large_lock();
+	arena_lock_all();
+	tcache_lock_pool();
+}
+
+static void fork_parent(void)
+{
+	tcache_unlock_pool();
+	arena_unlock_all();
+	large_unlock();
+}
+
+static void fork_child(void)
+{
+	tcache_reinit_pool_lock();
+	arena_reinit_locks();
+	large_reinit_lock();
+}
+
+static uint32_t arena_count_default(void)
+{
+	long wanted = ftm_options[FTM_OPT_ARENAS];
+	uint32_t n = wanted > 0 ? (wanted > FTM_MAX_ARENAS ? FTM_MAX_ARENAS : (uint32_t)wanted)
+				: 4 * os_cpu_count();
+	return n > FTM_MAX_ARENAS ? FTM_MAX_ARENAS : n;
+}
+
+void ftm_init_slow(void)
+{
+	pthread_mutex_lock(&init_lock);
+	if (!ftm_ready) {
+		ftm_page_size = os_page_size();
+		ftm_secret = os_random();
+		options_load(environ);
+		sizeclass_init(ftm_page_size);
+		arena_init_all(arena_count_default());
+		tcache_init_geometry();
+		__atomic_store_n(&ftm_ready, 1, __ATOMIC_RELEASE);
+		pthread_atfork(fork_prepare, fork_parent, fork_child);
+	}
+	pthread_mutex_unlock(&init_lock);
+}
+
+__attribute__((constructor)) static void ftm_constructor(void)
+{
+	ftm_ensure_init();
+}

@@ -1,0 +1,45 @@
+/*
+ * Size-class geometry. Classes are fixed (16-byte steps to 128, then four per
+ * doubling up to 32 KiB: at most 25% of a chunk is slack, 40 classes in all);
+ * what depends on the page size is computed here once: where chunk 0 starts,
+ * how big a zone is, how many chunks it holds, how many a thread may cache.
+ *
+ * A zone is the smallest power of two >= 64 KiB that holds, after its header
+ * and per-chunk state, at least FTM_ZONE_MIN_CHUNKS chunks: 64 KiB for every
+ * TINY class (<= 512 B), up to 4 MiB for the 32 KiB class.
+ */
+#include "ftm/internal.h"
+
+struct ftm_class ftm_classes[FTM_CLASS_COUNT];
+
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
+/* Thread cache bound: about 32 KiB of each class, between 4 and 64 chunks. */
+static uint32_t tcache_cap_for(uint32_t size)
+{
+	uint32_t cap = 32768 / size;
+	return cap < 4 ? 4 : cap > 64 ? 64 : cap;
+}
+
+void sizeclass_init(size_t page_size)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		struct ftm_class *c = &ftm_classes[cls];
+		c->size = class_size(cls);
+		c->recip = (((uint64_t)1 << FTM_RECIP_SHIFT) + c->size - 1) / c->size;
+		for (c->zone_shift = FTM_ZONE_MIN_SHIFT;; c->zone_shift++) {
+			size_t zone = (size_t)1 << c->zone_shift;
+			/* meta is sized for the chunks that would fit with no header */
+			size_t header = sizeof(struct ftm_zone) + (zone / c->size) * sizeof(uint16_t);
+			c->data_offset = (uint32_t)round_up(header, page_size);
+			c->capacity = (uint32_t)((zone - c->data_offset) / c->size);
+			if (c->capacity >= FTM_ZONE_MIN_CHUNKS)
+				break;
+		}
+		c->tcache_cap = tcache_cap_for(c->size);
+		c->batch = (c->tcache_cap + 1) / 2;
+	}
+}

@@ -1,0 +1,90 @@
+/*
+ * The only file that talks to the kernel. Every function either succeeds or
+ * returns NULL/0 with errno left as the kernel set it; callers turn failures
+ * into ENOMEM. Raw syscalls where libc might allocate or lock.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftm/internal.h"
+
+void *os_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* A mapping of size bytes aligned to align (both powers of two, at least a
+ * page): over-map, then give back the unaligned head and the tail. */
+void *os_map_aligned(size_t size, size_t align)
+{
+	if (align <= ftm_page_size)
+		return os_map(size);
+	char *raw = os_map(size + align);
+	if (!raw)
+		return NULL;
+	char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	size_t head = (size_t)(aligned - raw);
+	if (head)
+		munmap(raw, head);
+	if (align - head)
+		munmap(aligned + size, align - head);
+	return aligned;
+}
+
+void os_unmap(void *p, size_t size)
+{
+	munmap(p, size);
+}
+
+void *os_remap(void *p, size_t old_size, size_t new_size)
+{
+	void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+	return q == MAP_FAILED ? NULL : q;
+}
+
+size_t os_page_size(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	return page > 0 ? (size_t)page : 4096;
+}
+
+/* CPUs this process may run on (sched_getaffinity allocates nothing). */
+uint32_t os_cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	int n = CPU_COUNT(&set);
+	return n > 0 ? (uint32_t)n : 1;
+}
+
+uint64_t os_random(void)
+{
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		v = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ (uintptr_t)&v;
+	}
+	return v | 1;
+}
+
+void os_write(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}

@@ -1,0 +1,82 @@
+/*
+ * Statistics from our own counters: malloc_stats (glibc's layout, on
+ * stderr) and mallinfo2. "In use" counts chunks handed to threads, including
+ * those waiting in thread caches, as glibc counts its tcache.
+ */
+#include <malloc.h>
+
+#include "ftm/internal.h"
+
+struct totals {
+	uint64_t zone_bytes; /* bytes of zones mapped */
+	uint64_t used_bytes; /* bytes of chunks handed out */
+	uint64_t large_bytes; /* bytes of LARGE mappings */
+	uint64_t large_count; /* LARGE mappings */
+};
+
+static void arena_snapshot(struct ftm_arena *arena, struct ftm_arena_stats *out)
+{
+	arena_lock(arena);
+	*out = arena->stats;
+	arena_unlock(arena);
+}
+
+static struct totals totals_collect(void)
+{
+	struct totals t = {0, 0, 0, 0};
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
+		struct ftm_arena_stats s;
+		arena_snapshot(&ftm_arenas[i], &s);
+		t.zone_bytes += s.bytes_mapped;
+		t.used_bytes += s.bytes_out;
+	}
+	large_lock();
+	t.large_bytes = large_bytes_mapped();
+	large_unlock();
+	return t;
+}
+
+static void stat_line(struct ftm_out *o, const char *label, uint64_t v)
+{
+	out_str(o, label);
+	out_dec(o, v);
+	out_line_end(o);
+}
+
+FTM_EXPORT void ftm_malloc_stats(void)
+{
+	ftm_ensure_init();
+	struct ftm_out o = {.fd = 2};
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
+		struct ftm_arena_stats s;
+		arena_snapshot(&ftm_arenas[i], &s);
+		out_str(&o, "Arena ");
+		out_dec(&o, i);
+		out_str(&o, ":");
+		out_line_end(&o);
+		stat_line(&o, "system bytes     = ", s.bytes_mapped);
+		stat_line(&o, "in use bytes     = ", s.bytes_out);
+	}
+	struct totals t = totals_collect();
+	out_str(&o, "Total (incl. mmap):");
+	out_line_end(&o);
+	stat_line(&o, "system bytes     = ", t.zone_bytes + t.large_bytes);
+	stat_line(&o, "in use bytes     = ", t.used_bytes + t.large_bytes);
+	stat_line(&o, "mmap bytes       = ", t.large_bytes);
+	out_flush(&o);
+}
+
+FTM_EXPORT struct mallinfo2 ftm_mallinfo2(void)
+{
+	ftm_ensure_init();
+	struct totals t = totals_collect();
+	struct mallinfo2 mi = {0};
+	mi.arena = t.zone_bytes;
+	mi.uordblks = t.used_bytes;
+	mi.fordblks = t.zone_bytes - t.used_bytes;
+	mi.hblkhd = t.large_bytes;
+	return mi;
+}
+
+FTM_OVERRIDE(malloc_stats, ftm_malloc_stats)
+FTM_OVERRIDE(mallinfo2, ftm_mallinfo2)

@@ -1,0 +1,138 @@
+/*
+ * Thread caches: per thread and per size class, a bounded stack of chunks
+ * the thread freed or got in a batch from its arena. malloc and free touch
+ * only this (no lock, no atomic read-modify-write); a bin that runs dry is
+ * refilled with one batch from the thread's arena, a bin that overflows
+ * gives its older half back to the owning arenas.
+ *
+ * The thread pointer is one initial-exec TLS word, so first access from a
+ * dlopen'ed context neither allocates nor takes the loader's lock. It starts
+ * at ftm_tcache_boot and ends at ftm_tcache_dead: both have cap 0 in every
+ * bin, so the fast paths need no NULL test and fall to the slow path, which
+ * tells the two apart.
+ */
+#include <string.h>
+
+#include "ftm/internal.h"
+
+struct ftm_tcache ftm_tcache_boot;
+struct ftm_tcache ftm_tcache_dead;
+__thread struct ftm_tcache *ftm_tls_tcache
+    __attribute__((tls_model("initial-exec"))) = &ftm_tcache_boot;
+
+#define POOL_MAX 64 /* caches of exited threads kept for the next ones */
+
+static uint32_t slot_offset[FTM_CLASS_COUNT]; /* bin i's slots in storage[] */
+static size_t tcache_bytes;                   /* a cache with its storage */
+static pthread_key_t exit_key;                /* its destructor flushes the cache */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ftm_tcache *pool;
+static uint32_t pool_count;
+
+static void tcache_thread_exit(void *arg);
+
+void tcache_init_geometry(void)
+{
+	size_t slots = 0;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		slot_offset[cls] = (uint32_t)slots;
+		slots += ftm_classes[cls].tcache_cap;
+	}
+	size_t bytes = sizeof(struct ftm_tcache) + slots * sizeof(void *);
+	tcache_bytes = (bytes + ftm_page_size - 1) & ~(ftm_page_size - 1);
+	pthread_key_create(&exit_key, tcache_thread_exit);
+}
+
+/* Gives the calling thread a cache; NULL when none can be mapped, and the
+ * thread then works straight on its arena until a later call succeeds. */
+struct ftm_tcache *tcache_attach(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	struct ftm_tcache *tc = pool;
+	if (tc) {
+		pool = tc->pool_next;
+		pool_count--;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (!tc && !(tc = os_map(tcache_bytes)))
+		return NULL;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		tc->bins[cls].count = 0;
+		tc->bins[cls].cap = ftm_classes[cls].tcache_cap;
+		tc->bins[cls].slots = tc->storage + slot_offset[cls];
+	}
+	tc->arena = arena_next();
+	ftm_tls_tcache = tc;
+	pthread_setspecific(exit_key, tc);
+	return tc;
+}
+
+uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
+{
+	struct ftm_bin *bin = &tc->bins[cls];
+	void **fresh = bin->slots + bin->count;
+	uint32_t got = arena_refill(tc->arena, cls, fresh, ftm_classes[cls].batch);
+	/* the arena hands chunks out in address order; reversed, the next
+	 * mallocs walk up through memory instead of down */
+	for (uint32_t i = 0; i < got / 2; i++) {
+		void *t = fresh[i];
+		fresh[i] = fresh[got - 1 - i];
+		fresh[got - 1 - i] = t;
+	}
+	bin->count += got;
+	tc->refills++;
+	return got;
+}
+
+/* Returns all but the `keep` most recently cached chunks of a bin. */
+void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
+{
+	struct ftm_bin *bin = &tc->bins[cls];
+	if (bin->count <= keep)
+		return;
+	uint32_t out = bin->count - keep;
+	arena_return(bin->slots, out);
+	memmove(bin->slots, bin->slots + out, keep * sizeof(void *));
+	bin->count = keep;
+	tc->flushes++;
+}
+
+void tcache_flush_all(struct ftm_tcache *tc)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
+		tcache_flush(tc, cls, 0);
+}
+
+/* Thread exit: everything cached goes home; a free or malloc from a later
+ * destructor then works directly on an arena (ftm_tcache_dead). */
+static void tcache_thread_exit(void *arg)
+{
+	struct ftm_tcache *tc = arg;
+	tcache_flush_all(tc);
+	ftm_tls_tcache = &ftm_tcache_dead;
+	pthread_mutex_lock(&pool_lock);
+	if (pool_count < POOL_MAX) {
+		tc->pool_next = pool;
+		pool = tc;
+		pool_count++;
+		tc = NULL;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (tc)
+		os_unmap(tc, tcache_bytes);
+}
+
+void tcache_lock_pool(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+void tcache_unlock_pool(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+void tcache_reinit_pool_lock(void)
+{
+	pthread_mutex_init(&pool_lock, NULL);
+}

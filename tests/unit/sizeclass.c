@@ -1,0 +1,86 @@
+/*
+ * Size classes and zone geometry: every request maps to the smallest class
+ * that holds it, slack stays within 25% past 128 bytes, and every zone is a
+ * page-multiple power of two holding at least 100 chunks of its class with
+ * its header and per-chunk state in front of chunk 0.
+ */
+#include <criterion/criterion.h>
+
+#include "ft_malloc.h"
+#include "ftm/internal.h"
+
+static void init(void)
+{
+	ftm_ensure_init();
+}
+
+TestSuite(sizeclass, .init = init);
+
+Test(sizeclass, smallest_fitting_class)
+{
+	for (size_t n = 0; n <= FTM_SMALL_MAX; n++) {
+		uint32_t cls = size_class(n);
+		cr_assert_lt(cls, FTM_CLASS_COUNT, "n=%zu", n);
+		cr_assert_geq(class_size(cls), n, "n=%zu", n);
+		if (cls > 0)
+			cr_assert_lt(class_size(cls - 1), n, "n=%zu does not take the smallest class", n);
+		if (n > 128)
+			cr_assert_leq((class_size(cls) - n) * 4, class_size(cls), "n=%zu wastes > 25%%", n);
+	}
+	cr_assert_eq(size_class(FTM_TINY_MAX), FTM_TINY_CLASSES - 1);
+	cr_assert_eq(size_class(FTM_SMALL_MAX), FTM_CLASS_COUNT - 1);
+}
+
+Test(sizeclass, sizes_increase_and_are_aligned)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		cr_assert_eq(class_size(cls) % FTM_ALIGN, 0);
+		cr_assert_eq(ftm_classes[cls].size, class_size(cls));
+		if (cls)
+			cr_assert_gt(class_size(cls), class_size(cls - 1));
+	}
+	cr_assert_eq(class_size(FTM_CLASS_COUNT - 1), FTM_SMALL_MAX);
+}
+
+Test(sizeclass, zone_geometry)
+{
+	size_t page = ftm_page_size;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		const struct ftm_class *c = &ftm_classes[cls];
+		size_t zone = (size_t)1 << c->zone_shift;
+		cr_assert_eq(zone % page, 0, "class %u", cls);
+		cr_assert_geq(c->capacity, FTM_ZONE_MIN_CHUNKS, "class %u", cls);
+		cr_assert_eq(c->data_offset % page, 0);
+		cr_assert_geq(c->data_offset, sizeof(struct ftm_zone) + c->capacity * sizeof(uint16_t));
+		cr_assert_leq(c->data_offset + (size_t)c->capacity * c->size, zone);
+		cr_assert_gt(c->data_offset + (size_t)(c->capacity + 1) * c->size, zone,
+			     "class %u: room for one more chunk", cls);
+		if (cls < FTM_TINY_CLASSES)
+			cr_assert_eq(zone, (size_t)64 << 10, "TINY zones are 64 KiB");
+		cr_assert_geq(c->tcache_cap, 4);
+		cr_assert_leq(c->tcache_cap, 64);
+	}
+}
+
+/* The division-free chunk index is exact at every chunk start and rejects
+ * every other offset tried (interior, misaligned, header, past the end). */
+Test(sizeclass, chunk_index_is_exact)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		const struct ftm_class *c = &ftm_classes[cls];
+		struct ftm_zone fake = {.cls = cls};
+		char *base = (char *)&fake;
+		for (uint32_t i = 0; i < c->capacity; i++) {
+			char *chunk = base + c->data_offset + (size_t)i * c->size;
+			cr_assert_eq(zone_chunk_index(&fake, chunk), i, "class %u chunk %u", cls, i);
+			cr_assert_eq(zone_chunk_index_trusted((uintptr_t)base, c, chunk), i);
+			if (c->size > 16)
+				cr_assert_eq(zone_chunk_index(&fake, chunk + 16), UINT32_MAX);
+			cr_assert_eq(zone_chunk_index(&fake, chunk + 1), UINT32_MAX);
+		}
+		cr_assert_eq(zone_chunk_index(&fake, base), UINT32_MAX);
+		cr_assert_eq(zone_chunk_index(&fake, base + c->data_offset - 16), UINT32_MAX);
+		cr_assert_eq(zone_chunk_index(&fake, base + c->data_offset + (size_t)c->capacity * c->size),
+			     UINT32_MAX);
+	}
+}
