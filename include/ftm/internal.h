@@ -153,6 +153,7 @@ void large_lock(void);
 void large_unlock(void);
 void large_reinit_lock(void);
 size_t large_bytes_mapped(void);
+size_t large_count(void);
 /* Visits every LARGE mapping (registry lock held by the caller). */
 void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
 

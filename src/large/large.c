@@ -226,9 +226,15 @@ void large_reinit_lock(void)
 	pthread_mutex_init(&reg.lock, NULL);
 }
 
+/* Registry totals; the caller holds the registry lock. */
 size_t large_bytes_mapped(void)
 {
 	return reg.bytes_mapped;
+}
+
+size_t large_count(void)
+{
+	return reg.count;
 }
 
 void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx)

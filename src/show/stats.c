@@ -32,6 +32,7 @@ static struct totals totals_collect(void)
 	}
 	large_lock();
 	t.large_bytes = large_bytes_mapped();
+	t.large_count = large_count();
 	large_unlock();
 	return t;
 }
@@ -71,9 +72,11 @@ FTM_EXPORT struct mallinfo2 ftm_mallinfo2(void)
 	ftm_ensure_init();
 	struct totals t = totals_collect();
 	struct mallinfo2 mi = {0};
-	mi.arena = t.zone_bytes;
-	mi.uordblks = t.used_bytes;
+	/* LARGE blocks count as mapped and in use, and again as hblkhd */
+	mi.arena = t.zone_bytes + t.large_bytes;
+	mi.uordblks = t.used_bytes + t.large_bytes;
 	mi.fordblks = t.zone_bytes - t.used_bytes;
+	mi.hblks = t.large_count;
 	mi.hblkhd = t.large_bytes;
 	return mi;
 }

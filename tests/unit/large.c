@@ -1,0 +1,88 @@
+/*
+ * The LARGE registry: blocks are found by the exact pointer only, freed
+ * once, honour big alignments, shrink in place and grow by remapping with
+ * their contents, and the hash table keeps finding every block as it grows.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "ftm/internal.h"
+
+static void init(void)
+{
+	ftm_ensure_init();
+}
+
+TestSuite(large, .init = init);
+
+Test(large, exact_pointer_only)
+{
+	char *p = large_alloc(100000, FTM_ALIGN);
+	cr_assert_not_null(p);
+	cr_assert_eq((uintptr_t)p % FTM_ALIGN, 0);
+	size_t usable = 0;
+	cr_assert(large_usable_size(p, &usable));
+	cr_assert_geq(usable, 100000);
+	memset(p, 0x5a, usable);
+	cr_assert_not(large_usable_size(p + 16, &usable));
+	cr_assert_not(large_free(p + 16));
+	cr_assert_not(large_free(p - 64));
+	cr_assert(large_free(p));
+	cr_assert_not(large_free(p), "a second free is refused");
+}
+
+Test(large, big_alignments)
+{
+	for (size_t align = 4096; align <= ((size_t)4 << 20); align <<= 1) {
+		char *p = large_alloc(50000, align);
+		cr_assert_not_null(p);
+		cr_assert_eq((uintptr_t)p % align, 0, "align %zu", align);
+		memset(p, 1, 50000);
+		cr_assert(large_free(p));
+	}
+}
+
+Test(large, realloc_in_place_and_by_remap)
+{
+	char *p = large_alloc(200000, FTM_ALIGN);
+	for (size_t i = 0; i < 200000; i++)
+		p[i] = (char)(i * 7);
+	void *moved = NULL;
+	cr_assert(large_realloc(p, 100000, &moved));
+	cr_assert_eq(moved, p, "shrinking stays in place");
+	size_t usable = 0;
+	large_usable_size(p, &usable);
+	cr_assert_lt(usable, 100000 + 4096 + 64, "the tail was given back");
+	cr_assert(large_realloc(p, 5000000, &moved));
+	cr_assert_not_null(moved);
+	char *q = moved;
+	for (size_t i = 0; i < 100000; i++)
+		cr_assert_eq(q[i], (char)(i * 7), "byte %zu", i);
+	q[4999999] = 1;
+	if (q != p)
+		cr_assert_not(large_usable_size(p, &usable), "the old address is forgotten");
+	cr_assert(large_free(q));
+}
+
+Test(large, registry_grows)
+{
+	enum { N = 1500 };
+	static void *blocks[N];
+	for (int i = 0; i < N; i++) {
+		blocks[i] = large_alloc(40000 + (size_t)i, FTM_ALIGN);
+		cr_assert_not_null(blocks[i]);
+	}
+	large_lock();
+	cr_assert_geq(large_count(), N);
+	large_unlock();
+	for (int i = 0; i < N; i++) {
+		size_t usable;
+		cr_assert(large_usable_size(blocks[i], &usable), "block %d", i);
+		cr_assert_geq(usable, 40000 + (size_t)i);
+	}
+	for (int i = N; i-- > 0;)
+		cr_assert(large_free(blocks[i]));
+	large_lock();
+	cr_assert_eq(large_count(), 0);
+	large_unlock();
+}
