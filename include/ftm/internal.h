@@ -30,6 +30,9 @@
 extern struct ftm_class ftm_classes[FTM_CLASS_COUNT];
 void sizeclass_init(size_t page_size);
 
+/* size_class of 16 * k for k <= 64: a lookup for the common small sizes */
+extern uint8_t ftm_class_lut[65];
+
 /* Class of a request of n <= FTM_SMALL_MAX bytes: 16-byte steps up to 128,
  * then four classes per doubling (at most 25% of a chunk is slack). */
 static inline uint32_t size_class(size_t n)
@@ -39,6 +42,11 @@ static inline uint32_t size_class(size_t n)
 	size_t m = n - 1;
 	uint32_t log = 63u - (uint32_t)__builtin_clzl(m);
 	return (log - 7) * 4 + 8 + (uint32_t)((m >> (log - 2)) & 3);
+}
+
+static inline uint32_t size_class_fast(size_t n)
+{
+	return FTM_LIKELY(n <= 1024) ? ftm_class_lut[(n + 15) >> 4] : size_class(n);
 }
 
 /* Size of class cls, the inverse of size_class. */
@@ -71,38 +79,39 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 /* ---- arena/zone.c -------------------------------------------------------- */
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
-uint32_t zone_take(struct ftm_zone *zone, void **out, uint32_t want);
+uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want);
 void zone_put(struct ftm_zone *zone, void *chunk, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
-static inline uintptr_t zone_of_class(const void *p, const struct ftm_class *c)
-{
-	return (uintptr_t)p & ~(((uintptr_t)1 << c->zone_shift) - 1);
-}
-
 static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)
 {
-	const struct ftm_class *c = &ftm_classes[zone->cls];
-	return (char *)zone + c->data_offset + (size_t)index * c->size;
-}
-
-/* Index of a chunk known to start at p (it came from a thread cache). */
-static inline uint32_t zone_chunk_index_trusted(uintptr_t zone, const struct ftm_class *c,
-						const void *p)
-{
-	return (uint32_t)((((uintptr_t)p - zone - c->data_offset) * c->recip) >> FTM_RECIP_SHIFT);
+	return (char *)zone->first + (size_t)index * zone->size;
 }
 
 /* Index of the chunk that starts at p, or UINT32_MAX when p is not exactly
  * the start of a chunk of this zone (interior, header or misaligned). */
 static inline uint32_t zone_chunk_index(const struct ftm_zone *zone, const void *p)
 {
-	const struct ftm_class *c = &ftm_classes[zone->cls];
-	uint64_t off = (uintptr_t)p - (uintptr_t)zone - c->data_offset;
-	uint64_t index = (off * c->recip) >> FTM_RECIP_SHIFT;
-	if (FTM_UNLIKELY(off >= (uint64_t)c->capacity * c->size || index * c->size != off))
+	uint64_t off = (uintptr_t)p - zone->first;
+	uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
+	if (FTM_UNLIKELY(index * zone->size != off || index >= zone->capacity))
 		return UINT32_MAX;
 	return (uint32_t)index;
+}
+
+static inline uintptr_t token_make(const void *chunk, uint32_t index)
+{
+	return (uintptr_t)chunk | ((uintptr_t)index << FTM_TOKEN_SHIFT);
+}
+
+static inline void *token_chunk(uintptr_t token)
+{
+	return (void *)(token & (((uintptr_t)1 << FTM_TOKEN_SHIFT) - 1));
+}
+
+static inline uint32_t token_index(uintptr_t token)
+{
+	return (uint32_t)(token >> FTM_TOKEN_SHIFT);
 }
 
 static inline uint16_t meta_load(const struct ftm_zone *zone, uint32_t index)
@@ -123,8 +132,8 @@ struct ftm_arena *arena_next(void);
 struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_t want);
-void arena_return(void *const *chunks, uint32_t count);
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uint32_t want);
+void arena_return(const uintptr_t *tokens, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);
@@ -209,5 +218,6 @@ void ftm_free(void *ptr);
 void *malloc_aligned(size_t size, size_t align);
 void chunk_set_size(void *p, size_t size);
 void report_bad_pointer(const void *p, const char *call);
+void free_slow(void *p, const char *call);
 
 #endif

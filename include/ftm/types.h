@@ -66,6 +66,10 @@ enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
 struct ftm_arena;
 
 struct ftm_zone {
+	uintptr_t first;             /* address of chunk 0 */
+	uint64_t recip;              /* the class's, here so free needs no other lookup */
+	uint32_t size;               /* chunk size (the class's) */
+	uint32_t capacity;           /* chunks in this zone (the class's) */
 	uint64_t check;              /* FTM_ZONE_MAGIC ^ address ^ secret: header not overwritten */
 	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
 	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
@@ -109,12 +113,19 @@ struct ftm_arena {
 /* Thread cache                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* A stack of chunk pointers kept out of the chunks themselves, so a write
+/* A chunk as a thread cache holds it: its address in the low 48 bits, its
+ * index in its zone above, so malloc marks it live without a division. */
+#define FTM_TOKEN_SHIFT 48
+
+/* A stack of chunk tokens kept out of the chunks themselves, so a write
  * after free cannot redirect the next malloc. */
 struct ftm_bin {
-	uint32_t count;  /* chunks cached */
-	uint32_t cap;    /* 0 in the boot/dead caches: every call takes the slow path */
-	void **slots;    /* slots[0..count) */
+	uint32_t count;      /* chunks cached */
+	uint32_t cap;        /* 0 in the boot/dead caches: every call takes the slow path */
+	uintptr_t *slots;    /* slots[0..count): chunk tokens, newest last */
+	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
+	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
+	uint32_t unused;
 };
 
 struct ftm_tcache {
@@ -123,7 +134,7 @@ struct ftm_tcache {
 	struct ftm_tcache *pool_next;         /* in the pool of caches of exited threads */
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
-	void *storage[];                      /* backing store of every bin's slots */
+	uintptr_t storage[];                  /* backing store of every bin's slots */
 };
 
 /* ------------------------------------------------------------------------ */

@@ -12,17 +12,11 @@
 
 #include "ftm/internal.h"
 
-static inline void chunk_mark_live(struct ftm_zone *zone, uint32_t index,
-				   const struct ftm_class *c, size_t size)
-{
-	meta_store(zone, index, (uint16_t)(FTM_META_LIVE | (c->size - size)));
-}
-
 /* Records the size the program asked for (<= the chunk's class size). */
 void chunk_set_size(void *p, size_t size)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
-	chunk_mark_live(zone, zone_chunk_index(zone, p), &ftm_classes[zone->cls], size);
+	meta_store(zone, zone_chunk_index(zone, p), (uint16_t)(FTM_META_LIVE | (zone->size - size)));
 }
 
 /* The calling thread's cache, attaching one on its first call. NULL when the
@@ -50,7 +44,7 @@ FTM_COLD static void *malloc_slow(size_t size)
 		struct ftm_bin *bin = &tc->bins[cls];
 		if (!bin->count && !tcache_refill(tc, cls))
 			return NULL;
-		p = bin->slots[--bin->count];
+		p = token_chunk(bin->slots[--bin->count]);
 	}
 	chunk_set_size(p, size);
 	return p;
@@ -59,14 +53,12 @@ FTM_COLD static void *malloc_slow(size_t size)
 FTM_EXPORT void *ftm_malloc(size_t size)
 {
 	if (FTM_LIKELY(size <= FTM_SMALL_MAX)) {
-		uint32_t cls = size_class(size);
-		struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
+		struct ftm_bin *bin = &ftm_tls_tcache->bins[size_class_fast(size)];
 		if (FTM_LIKELY(bin->count)) {
-			void *p = bin->slots[--bin->count];
-			const struct ftm_class *c = &ftm_classes[cls];
-			uintptr_t zone = zone_of_class(p, c);
-			chunk_mark_live((struct ftm_zone *)zone, zone_chunk_index_trusted(zone, c, p),
-					c, size);
+			uintptr_t token = bin->slots[--bin->count];
+			void *p = token_chunk(token);
+			struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
+			meta_store(zone, token_index(token), (uint16_t)(bin->live - size));
 			return p;
 		}
 	}
@@ -84,8 +76,8 @@ void report_bad_pointer(const void *p, const char *call)
 }
 
 /* Frees p after checking it is a live chunk or LARGE block of ours; reports
- * and ignores it otherwise. */
-static void free_checked(void *p)
+ * and ignores it otherwise, naming `call`. */
+static void free_checked(void *p, const char *call)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
 	uint32_t index = zone ? zone_chunk_index(zone, p) : UINT32_MAX;
@@ -93,27 +85,29 @@ static void free_checked(void *p)
 		return;
 	if (index == UINT32_MAX || !zone_check(zone) ||
 	    !(meta_load(zone, index) & FTM_META_LIVE)) {
-		report_bad_pointer(p, "free");
+		report_bad_pointer(p, call);
 		return;
 	}
 	struct ftm_tcache *tc = thread_cache();
+	uintptr_t token = token_make(p, index);
 	if (!tc) {
-		arena_return(&p, 1);
+		arena_return(&token, 1);
 		return;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->count == bin->cap)
 		tcache_flush(tc, zone->cls, bin->cap / 2);
 	meta_store(zone, index, FTM_META_CACHED);
-	bin->slots[bin->count++] = p;
+	bin->slots[bin->count++] = token;
 }
 
-FTM_COLD static void free_slow(void *p)
+/* free's slow path, also realloc(p, 0)'s: errno survives whatever happens. */
+FTM_COLD void free_slow(void *p, const char *call)
 {
 	if (!p)
 		return;
 	int saved = errno;
-	free_checked(p);
+	free_checked(p, call);
 	errno = saved;
 }
 
@@ -126,11 +120,11 @@ FTM_EXPORT void ftm_free(void *p)
 		if (FTM_LIKELY(index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE) &&
 			       bin->count < bin->cap)) {
 			meta_store(zone, index, FTM_META_CACHED);
-			bin->slots[bin->count++] = p;
+			bin->slots[bin->count++] = token_make(p, index);
 			return;
 		}
 	}
-	free_slow(p);
+	free_slow(p, "free");
 }
 
 FTM_OVERRIDE(malloc, ftm_malloc)

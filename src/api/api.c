@@ -66,7 +66,7 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 	if (!p)
 		return ftm_malloc(size);
 	if (size == 0) {
-		ftm_free(p);
+		free_slow(p, "realloc");
 		return NULL;
 	}
 	struct ftm_zone *zone = pagemap_zone(p);

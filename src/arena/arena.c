@@ -136,7 +136,7 @@ static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
 }
 
 /* Fills out[] with up to `want` chunks of class cls, marked cached. */
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_t want)
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uint32_t want)
 {
 	uint32_t got = 0;
 	arena_lock(arena);
@@ -147,7 +147,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_
 		if (zone->used == 0)
 			arena->empty[cls]--;
 		got += zone_take(zone, out + got, want - got);
-		if (zone->used == ftm_classes[cls].capacity)
+		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
 	arena->stats.chunks_out += got;
@@ -158,32 +158,31 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **out, uint32_
 	return got;
 }
 
-static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, void *chunk)
+static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uintptr_t token)
 {
-	const struct ftm_class *c = &ftm_classes[zone->cls];
-	zone_put(zone, chunk, zone_chunk_index(zone, chunk));
+	zone_put(zone, token_chunk(token), token_index(token));
 	if (!zone->in_avail)
 		avail_insert(arena, zone);
 	arena->stats.chunks_out--;
-	arena->stats.bytes_out -= c->size;
+	arena->stats.bytes_out -= zone->size;
 	if (zone->used == 0)
 		arena_zone_emptied(arena, zone);
 }
 
 /* Gives chunks (validated by the caller) back to the arenas owning their
  * zones, taking each arena's lock once per run of chunks it owns. */
-void arena_return(void *const *chunks, uint32_t count)
+void arena_return(const uintptr_t *tokens, uint32_t count)
 {
 	struct ftm_arena *locked = NULL;
 	for (uint32_t i = 0; i < count; i++) {
-		struct ftm_zone *zone = pagemap_zone(chunks[i]);
+		struct ftm_zone *zone = pagemap_zone(token_chunk(tokens[i]));
 		if (zone->arena != locked) {
 			if (locked)
 				arena_unlock(locked);
 			locked = zone->arena;
 			arena_lock(locked);
 		}
-		arena_put(locked, zone, chunks[i]);
+		arena_put(locked, zone, tokens[i]);
 	}
 	if (locked)
 		arena_unlock(locked);
@@ -192,8 +191,8 @@ void arena_return(void *const *chunks, uint32_t count)
 /* One chunk straight from the arena, for a thread that has no cache. */
 void *arena_alloc_one(uint32_t cls)
 {
-	void *chunk;
-	return arena_refill(arena_for_thread(), cls, &chunk, 1) ? chunk : NULL;
+	uintptr_t token;
+	return arena_refill(arena_for_thread(), cls, &token, 1) ? token_chunk(token) : NULL;
 }
 
 /* Gives every empty zone kept in reserve back to the OS; returns the bytes

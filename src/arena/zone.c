@@ -41,6 +41,11 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 		return NULL;
 	}
 	/* the mapping is zeroed: every chunk starts FTM_META_FREE */
+	const struct ftm_class *c = &ftm_classes[cls];
+	zone->first = (uintptr_t)zone + c->data_offset;
+	zone->recip = c->recip;
+	zone->size = c->size;
+	zone->capacity = c->capacity;
 	zone->check = zone_seal(zone);
 	zone->arena = arena;
 	zone->cls = cls;
@@ -71,22 +76,24 @@ static void *free_list_next(struct ftm_zone *zone, void *chunk)
 	return (void *)next;
 }
 
-/* Hands up to `want` chunks to a thread cache; they become FTM_META_CACHED. */
-uint32_t zone_take(struct ftm_zone *zone, void **out, uint32_t want)
+/* Hands up to `want` chunks (as tokens) to a thread cache; they become
+ * FTM_META_CACHED. */
+uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want)
 {
-	const struct ftm_class *c = &ftm_classes[zone->cls];
 	uint32_t got = 0;
 	void *chunk = (void *)(zone->free_list ? zone->free_list ^ link_key(&zone->free_list) : 0);
 	while (got < want && chunk) {
 		void *next = free_list_next(zone, chunk);
-		meta_store(zone, zone_chunk_index(zone, chunk), FTM_META_CACHED);
-		out[got++] = chunk;
+		uint32_t index = zone_chunk_index(zone, chunk);
+		meta_store(zone, index, FTM_META_CACHED);
+		out[got++] = token_make(chunk, index);
 		chunk = next;
 	}
 	zone->free_list = chunk ? (uintptr_t)chunk ^ link_key(&zone->free_list) : 0;
-	while (got < want && zone->carved < c->capacity) {
-		meta_store(zone, zone->carved, FTM_META_CACHED);
-		out[got++] = zone_chunk(zone, zone->carved++);
+	while (got < want && zone->carved < zone->capacity) {
+		uint32_t index = zone->carved++;
+		meta_store(zone, index, FTM_META_CACHED);
+		out[got++] = token_make(zone_chunk(zone, index), index);
 	}
 	zone->used += got;
 	return got;

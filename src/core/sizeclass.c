@@ -11,6 +11,7 @@
 #include "ftm/internal.h"
 
 struct ftm_class ftm_classes[FTM_CLASS_COUNT];
+uint8_t ftm_class_lut[65];
 
 static size_t round_up(size_t n, size_t to)
 {
@@ -42,4 +43,6 @@ void sizeclass_init(size_t page_size)
 		c->tcache_cap = tcache_cap_for(c->size);
 		c->batch = (c->tcache_cap + 1) / 2;
 	}
+	for (uint32_t k = 0; k < sizeof(ftm_class_lut); k++)
+		ftm_class_lut[k] = (uint8_t)size_class(16 * k);
 }

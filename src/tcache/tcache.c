@@ -38,7 +38,7 @@ void tcache_init_geometry(void)
 		slot_offset[cls] = (uint32_t)slots;
 		slots += ftm_classes[cls].tcache_cap;
 	}
-	size_t bytes = sizeof(struct ftm_tcache) + slots * sizeof(void *);
+	size_t bytes = sizeof(struct ftm_tcache) + slots * sizeof(uintptr_t);
 	tcache_bytes = (bytes + ftm_page_size - 1) & ~(ftm_page_size - 1);
 	pthread_key_create(&exit_key, tcache_thread_exit);
 }
@@ -57,9 +57,13 @@ struct ftm_tcache *tcache_attach(void)
 	if (!tc && !(tc = os_map(tcache_bytes)))
 		return NULL;
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
-		tc->bins[cls].count = 0;
-		tc->bins[cls].cap = ftm_classes[cls].tcache_cap;
-		tc->bins[cls].slots = tc->storage + slot_offset[cls];
+		const struct ftm_class *c = &ftm_classes[cls];
+		tc->bins[cls] = (struct ftm_bin){
+		    .cap = c->tcache_cap,
+		    .slots = tc->storage + slot_offset[cls],
+		    .zone_mask = ~(((uintptr_t)1 << c->zone_shift) - 1),
+		    .live = FTM_META_LIVE + c->size,
+		};
 	}
 	tc->arena = arena_next();
 	ftm_tls_tcache = tc;
@@ -70,12 +74,12 @@ struct ftm_tcache *tcache_attach(void)
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
-	void **fresh = bin->slots + bin->count;
+	uintptr_t *fresh = bin->slots + bin->count;
 	uint32_t got = arena_refill(tc->arena, cls, fresh, ftm_classes[cls].batch);
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (uint32_t i = 0; i < got / 2; i++) {
-		void *t = fresh[i];
+		uintptr_t t = fresh[i];
 		fresh[i] = fresh[got - 1 - i];
 		fresh[got - 1 - i] = t;
 	}
@@ -92,7 +96,7 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 		return;
 	uint32_t out = bin->count - keep;
 	arena_return(bin->slots, out);
-	memmove(bin->slots, bin->slots + out, keep * sizeof(void *));
+	memmove(bin->slots, bin->slots + out, keep * sizeof(uintptr_t));
 	bin->count = keep;
 	tc->flushes++;
 }

@@ -28,9 +28,12 @@ Test(zone, carves_in_order_and_registers)
 		cr_assert_eq(pagemap_zone((char *)zone + off), zone);
 	cr_assert_eq(zone_check(zone), true);
 
+	uintptr_t tokens[10];
 	void *chunks[10];
-	cr_assert_eq(zone_take(zone, chunks, 10), 10);
+	cr_assert_eq(zone_take(zone, tokens, 10), 10);
 	for (uint32_t i = 0; i < 10; i++) {
+		chunks[i] = token_chunk(tokens[i]);
+		cr_assert_eq(token_index(tokens[i]), i);
 		cr_assert_eq(chunks[i], zone_chunk(zone, i));
 		cr_assert_eq(meta_load(zone, i), FTM_META_CACHED);
 	}
@@ -41,11 +44,11 @@ Test(zone, carves_in_order_and_registers)
 	zone_put(zone, chunks[7], 7);
 	cr_assert_eq(meta_load(zone, 7), FTM_META_FREE);
 	cr_assert_eq(zone->used, 8);
-	void *again[3];
+	uintptr_t again[3];
 	cr_assert_eq(zone_take(zone, again, 3), 3);
-	cr_assert_eq(again[0], chunks[7], "free list is LIFO");
-	cr_assert_eq(again[1], chunks[3]);
-	cr_assert_eq(again[2], zone_chunk(zone, 10), "then carving resumes");
+	cr_assert_eq(again[0], tokens[7], "free list is LIFO");
+	cr_assert_eq(again[1], tokens[3]);
+	cr_assert_eq(again[2], token_make(zone_chunk(zone, 10), 10), "then carving resumes");
 
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(zone));
@@ -56,9 +59,9 @@ Test(zone, takes_everything_then_stops)
 	uint32_t cls = FTM_CLASS_COUNT - 1;
 	const struct ftm_class *c = &ftm_classes[cls];
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	void *chunks[256];
-	cr_assert_eq(zone_take(zone, chunks, 256), c->capacity);
-	cr_assert_eq(zone_take(zone, chunks, 1), 0);
+	uintptr_t tokens[256];
+	cr_assert_eq(zone_take(zone, tokens, 256), c->capacity);
+	cr_assert_eq(zone_take(zone, tokens, 1), 0);
 	zone_destroy(zone);
 }
 
@@ -67,18 +70,19 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	ftm_ensure_init();
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	void *chunks[4];
-	zone_take(zone, chunks, 4);
-	zone_put(zone, chunks[0], 0);
-	zone_put(zone, chunks[1], 1);
+	uintptr_t tokens[4];
+	zone_take(zone, tokens, 4);
+	zone_put(zone, token_chunk(tokens[0]), 0);
+	zone_put(zone, token_chunk(tokens[1]), 1);
 	/* a write after free overwrites the link inside chunk 1 */
-	*(uintptr_t *)chunks[1] = (uintptr_t)0xdeadbeef000;
-	void *got[4];
+	*(uintptr_t *)token_chunk(tokens[1]) = (uintptr_t)0xdeadbeef000;
+	uintptr_t got[4];
 	uint32_t n = zone_take(zone, got, 4);
-	cr_assert_eq(got[0], chunks[1]);
+	cr_assert_eq(got[0], tokens[1]);
 	for (uint32_t i = 1; i < n; i++)
-		cr_assert_neq(got[i], (void *)0xdeadbeef000);
-	cr_assert_eq(got[1], zone_chunk(zone, 4), "the rest of the list is dropped, carving goes on");
+		cr_assert_neq(token_chunk(got[i]), (void *)0xdeadbeef000);
+	cr_assert_eq(token_chunk(got[1]), zone_chunk(zone, 4),
+		     "the rest of the list is dropped, carving goes on");
 	char want[128];
 	snprintf(want, sizeof(want), "ft_malloc: malloc(): corrupted free list in zone of %p\n",
 		 (void *)zone);
