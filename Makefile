@@ -32,7 +32,7 @@ API_BIN    := $(patsubst tests/api/%.c,$(BUILD)/tests/api_%,$(wildcard tests/api
 STRESS_BIN := $(patsubst tests/stress/%.c,$(BUILD)/tests/stress_%,$(wildcard tests/stress/*.c))
 DEMO_BIN   := $(BUILD)/demo
 
-.PHONY: all clean fclean re test demo tests-build
+.PHONY: all clean fclean re test demo tests-build bench
 
 all: $(LINK)
 
@@ -81,8 +81,13 @@ test:
 	$(MAKE) tests-build
 	bash scripts/run_tests.sh
 
+# Workloads under glibc, jemalloc, tcmalloc, mimalloc and ft_malloc, side by
+# side (BENCH_QUICK=1 for a short run); results in bench/results/.
+bench: $(LINK)
+	bash scripts/bench.sh
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) bench/build
 
 fclean: clean
 	rm -f $(LINK) libft_malloc_*.so

@@ -154,7 +154,8 @@ void tcache_unlock_pool(void);
 void tcache_reinit_pool_lock(void);
 
 /* ---- large/large.c ------------------------------------------------------- */
-void *large_alloc(size_t size, size_t align);
+void *large_alloc(size_t size, size_t align, bool zero);
+size_t large_trim(void);
 bool large_free(void *p);
 bool large_usable_size(const void *p, size_t *usable);
 bool large_realloc(void *p, size_t size, void **moved);

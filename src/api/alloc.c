@@ -33,7 +33,7 @@ FTM_COLD static void *malloc_slow(size_t size)
 {
 	ftm_ensure_init();
 	if (size > FTM_SMALL_MAX)
-		return large_alloc(size, FTM_ALIGN);
+		return large_alloc(size, FTM_ALIGN, false);
 	uint32_t cls = size_class(size);
 	struct ftm_tcache *tc = thread_cache();
 	void *p;

@@ -21,7 +21,7 @@ FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
 	}
 	if (total > FTM_SMALL_MAX) {
 		ftm_ensure_init();
-		return large_alloc(total, FTM_ALIGN); /* fresh pages are zero */
+		return large_alloc(total, FTM_ALIGN, true);
 	}
 	void *p = ftm_malloc(total);
 	if (p) /* the whole chunk: usable bytes past `total` are zero too */
@@ -127,7 +127,7 @@ void *malloc_aligned(size_t size, size_t align)
 			chunk_set_size(p, size);
 		return p;
 	}
-	return large_alloc(size, align);
+	return large_alloc(size, align, false);
 }
 
 FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)
@@ -186,8 +186,9 @@ FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
 	return p ? chunk_usable(p, "malloc_usable_size") : 0;
 }
 
-/* Flushes the calling thread's cache and gives every empty zone back to the
- * OS; returns 1 when memory was released, as glibc does. */
+/* Flushes the calling thread's cache and gives every empty zone and cached
+ * LARGE mapping back to the OS; returns 1 when memory was released, as glibc
+ * does. */
 FTM_EXPORT int ftm_malloc_trim(size_t pad)
 {
 	(void)pad;
@@ -195,7 +196,8 @@ FTM_EXPORT int ftm_malloc_trim(size_t pad)
 	struct ftm_tcache *tc = ftm_tls_tcache;
 	if (tc != &ftm_tcache_boot && tc != &ftm_tcache_dead)
 		tcache_flush_all(tc);
-	return arena_trim() > 0;
+	size_t released = arena_trim();
+	return (released + large_trim()) > 0;
 }
 
 FTM_OVERRIDE(calloc, ftm_calloc)

@@ -4,14 +4,28 @@
  * registry is a hash table keyed by the pointer the program holds, so free
  * and realloc recognise our blocks in O(1) and refuse any other pointer
  * without reading memory at it.
+ *
+ * Mapping lengths are rounded to four steps per doubling, and a few freed
+ * mappings are kept for reuse (bounded in count and bytes): a program that
+ * frees and reallocates big buffers of similar sizes, or grows one by small
+ * steps, then neither pays a mmap/munmap pair (and its TLB shootdown) nor
+ * faults its pages in again each time.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ftm/internal.h"
 
 #define LARGE_MAGIC 0x6c617267650a11ceull
 #define HEADER_SPACE 64 /* header, rounded so the user pointer is 64-aligned */
+#define CACHE_SLOTS 16  /* freed mappings kept for reuse */
+#define CACHE_BYTES ((size_t)64 << 20) /* and their total length at most */
+
+struct cached_map {
+	void *map;  /* a freed LARGE mapping, pages still in place */
+	size_t len; /* its length */
+};
 
 static struct {
 	pthread_mutex_t lock;      /* guards the whole registry */
@@ -21,6 +35,9 @@ static struct {
 	size_t count;              /* live LARGE blocks */
 	size_t bytes_mapped;       /* their mappings, in bytes */
 	struct ftm_large *all;     /* every live block */
+	struct cached_map cache[CACHE_SLOTS]; /* oldest first */
+	size_t cached;             /* entries in cache[] */
+	size_t cached_bytes;       /* their total length */
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t large_seal(const struct ftm_large *h)
@@ -102,21 +119,90 @@ static size_t page_round(size_t n)
 	return (n + ftm_page_size - 1) & ~(ftm_page_size - 1);
 }
 
-/* A new mapping holding size bytes aligned to align (a power of two); its
- * pages are fresh, hence zero. */
-void *large_alloc(size_t size, size_t align)
+/* Mapping length for n bytes: whole pages, then four steps per doubling
+ * past 64 KiB (at most 25% more address space; untouched pages cost no
+ * memory), so similar sizes share mappings and growth is amortized. */
+static size_t map_length(size_t n)
+{
+	size_t len = page_round(n);
+	if (len <= ((size_t)64 << 10))
+		return len;
+	size_t step = (size_t)1 << (61 - __builtin_clzl(len - 1));
+	return (len + step - 1) & ~(step - 1);
+}
+
+/* A cached mapping of at least len bytes and at most 25% more, or NULL. */
+static void *cache_take(size_t len, size_t *got)
+{
+	size_t best = reg.cached;
+	for (size_t i = 0; i < reg.cached; i++)
+		if (reg.cache[i].len >= len && reg.cache[i].len - len <= len / 4 &&
+		    (best == reg.cached || reg.cache[i].len < reg.cache[best].len))
+			best = i;
+	if (best == reg.cached)
+		return NULL;
+	void *map = reg.cache[best].map;
+	*got = reg.cache[best].len;
+	reg.cached_bytes -= *got;
+	reg.cache[best] = reg.cache[--reg.cached];
+	return map;
+}
+
+/* Keeps a freed mapping; returns the one the caller must unmap instead
+ * (the oldest, or this one when it is too big to keep), or NULL. */
+static struct cached_map cache_put(void *map, size_t len)
+{
+	struct cached_map evicted = {map, len};
+	if (len > CACHE_BYTES / 4)
+		return evicted;
+	evicted.map = NULL;
+	if (reg.cached == CACHE_SLOTS || reg.cached_bytes + len > CACHE_BYTES) {
+		evicted = reg.cache[0];
+		reg.cached_bytes -= evicted.len;
+		for (size_t i = 1; i < reg.cached; i++)
+			reg.cache[i - 1] = reg.cache[i];
+		reg.cached--;
+	}
+	reg.cache[reg.cached++] = (struct cached_map){map, len};
+	reg.cached_bytes += len;
+	return evicted;
+}
+
+/* Gives every cached mapping back to the OS; returns the bytes released. */
+size_t large_trim(void)
+{
+	struct cached_map drop[CACHE_SLOTS];
+	pthread_mutex_lock(&reg.lock);
+	size_t n = reg.cached, bytes = reg.cached_bytes;
+	for (size_t i = 0; i < n; i++)
+		drop[i] = reg.cache[i];
+	reg.cached = 0;
+	reg.cached_bytes = 0;
+	pthread_mutex_unlock(&reg.lock);
+	for (size_t i = 0; i < n; i++)
+		os_unmap(drop[i].map, drop[i].len);
+	return bytes;
+}
+
+/* size bytes aligned to align (a power of two), in a mapping of their own:
+ * a cached one when one fits, else a fresh one. With `zero`, the block
+ * reads as zeros (fresh pages already do). */
+void *large_alloc(size_t size, size_t align, bool zero)
 {
 	ftm_ensure_init();
 	size_t slack = align > HEADER_SPACE ? align : HEADER_SPACE;
-	if (size > (size_t)PTRDIFF_MAX - slack - 2 * ftm_page_size) {
+	if (size > (size_t)PTRDIFF_MAX / 2) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	/* past a page the user pointer cannot sit at a fixed offset: reserve
 	 * room to slide it up to the next multiple of align */
-	size_t len = page_round(size + slack + (align > ftm_page_size ? align : 0));
-	char *map = os_map(len);
-	if (!map) {
+	size_t len = map_length(size + slack + (align > ftm_page_size ? align : 0));
+	pthread_mutex_lock(&reg.lock);
+	char *map = cache_take(len, &len);
+	pthread_mutex_unlock(&reg.lock);
+	bool fresh = !map;
+	if (fresh && !(map = os_map(len))) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -126,6 +212,8 @@ void *large_alloc(size_t size, size_t align)
 	h->user = align > HEADER_SPACE ? (void *)user : map + HEADER_SPACE;
 	h->size = size;
 	h->map_len = len;
+	if (zero && !fresh)
+		memset(h->user, 0, (size_t)(map + len - (char *)h->user));
 	pthread_mutex_lock(&reg.lock);
 	bool ok = registry_reserve();
 	if (ok)
@@ -141,13 +229,17 @@ void *large_alloc(size_t size, size_t align)
 
 bool large_free(void *p)
 {
+	struct cached_map evicted = {NULL, 0};
 	pthread_mutex_lock(&reg.lock);
 	struct ftm_large *h = registry_find(p);
-	if (h)
+	if (h) {
 		registry_unlink(h);
+		h->check = 0; /* a stale pointer to a cached mapping is not ours */
+		evicted = cache_put(h, h->map_len);
+	}
 	pthread_mutex_unlock(&reg.lock);
-	if (h)
-		os_unmap(h, h->map_len);
+	if (evicted.map)
+		os_unmap(evicted.map, evicted.len);
 	return h != NULL;
 }
 
@@ -161,10 +253,11 @@ bool large_usable_size(const void *p, size_t *usable)
 	return h != NULL;
 }
 
-/* Resizes a LARGE block: in place when its mapping already has room or can
- * shed its tail, else by mremap (the pages move, nothing is copied). Returns
- * false when p is not ours; *moved is then untouched, and NULL with ENOMEM
- * when growing failed (p is left as it was). */
+/* Resizes a LARGE block: in place while its mapping has room (giving the
+ * tail back once less than half is used), else by mremap to the next
+ * mapping length (the pages move, nothing is copied). Returns false when p
+ * is not ours; *moved is then untouched, and NULL with ENOMEM when growing
+ * failed (p is left as it was). */
 bool large_realloc(void *p, size_t size, void **moved)
 {
 	pthread_mutex_lock(&reg.lock);
@@ -180,9 +273,9 @@ bool large_realloc(void *p, size_t size, void **moved)
 		*moved = NULL;
 		return true;
 	}
-	size_t len = page_round(offset + size);
+	size_t len = map_length(offset + size);
 	if (len <= h->map_len) {
-		if (len < h->map_len) {
+		if (len < h->map_len / 2) {
 			os_unmap((char *)h + len, h->map_len - len);
 			reg.bytes_mapped -= h->map_len - len;
 			h->map_len = len;

@@ -72,9 +72,10 @@ FTM_EXPORT struct mallinfo2 ftm_mallinfo2(void)
 	ftm_ensure_init();
 	struct totals t = totals_collect();
 	struct mallinfo2 mi = {0};
-	/* LARGE blocks count as mapped and in use, and again as hblkhd */
-	mi.arena = t.zone_bytes + t.large_bytes;
-	mi.uordblks = t.used_bytes + t.large_bytes;
+	/* as glibc: arena/uordblks/fordblks cover the zones, LARGE mappings
+	 * are counted apart in hblks/hblkhd */
+	mi.arena = t.zone_bytes;
+	mi.uordblks = t.used_bytes;
 	mi.fordblks = t.zone_bytes - t.used_bytes;
 	mi.hblks = t.large_count;
 	mi.hblkhd = t.large_bytes;

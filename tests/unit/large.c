@@ -17,7 +17,7 @@ TestSuite(large, .init = init);
 
 Test(large, exact_pointer_only)
 {
-	char *p = large_alloc(100000, FTM_ALIGN);
+	char *p = large_alloc(100000, FTM_ALIGN, false);
 	cr_assert_not_null(p);
 	cr_assert_eq((uintptr_t)p % FTM_ALIGN, 0);
 	size_t usable = 0;
@@ -34,7 +34,7 @@ Test(large, exact_pointer_only)
 Test(large, big_alignments)
 {
 	for (size_t align = 4096; align <= ((size_t)4 << 20); align <<= 1) {
-		char *p = large_alloc(50000, align);
+		char *p = large_alloc(50000, align, false);
 		cr_assert_not_null(p);
 		cr_assert_eq((uintptr_t)p % align, 0, "align %zu", align);
 		memset(p, 1, 50000);
@@ -44,19 +44,25 @@ Test(large, big_alignments)
 
 Test(large, realloc_in_place_and_by_remap)
 {
-	char *p = large_alloc(200000, FTM_ALIGN);
+	char *p = large_alloc(200000, FTM_ALIGN, false);
 	for (size_t i = 0; i < 200000; i++)
 		p[i] = (char)(i * 7);
 	void *moved = NULL;
-	cr_assert(large_realloc(p, 100000, &moved));
+	size_t before = 0, usable = 0;
+	large_usable_size(p, &before);
+	cr_assert(large_realloc(p, 150000, &moved));
 	cr_assert_eq(moved, p, "shrinking stays in place");
-	size_t usable = 0;
 	large_usable_size(p, &usable);
-	cr_assert_lt(usable, 100000 + 4096 + 64, "the tail was given back");
+	cr_assert_eq(usable, before, "a mapping still half used keeps its length");
+	cr_assert(large_realloc(p, 60000, &moved));
+	cr_assert_eq(moved, p);
+	large_usable_size(p, &usable);
+	cr_assert_lt(usable, before / 2, "below half, the tail is given back");
+	cr_assert_geq(usable, 60000);
 	cr_assert(large_realloc(p, 5000000, &moved));
 	cr_assert_not_null(moved);
 	char *q = moved;
-	for (size_t i = 0; i < 100000; i++)
+	for (size_t i = 0; i < 60000; i++)
 		cr_assert_eq(q[i], (char)(i * 7), "byte %zu", i);
 	q[4999999] = 1;
 	if (q != p)
@@ -64,12 +70,33 @@ Test(large, realloc_in_place_and_by_remap)
 	cr_assert(large_free(q));
 }
 
+Test(large, freed_mappings_are_reused_and_zeroed_for_calloc)
+{
+	large_trim();
+	char *p = large_alloc(300000, FTM_ALIGN, false);
+	memset(p, 0xab, 300000);
+	cr_assert(large_free(p));
+	size_t usable = 0;
+	cr_assert_not(large_usable_size(p, &usable), "a cached mapping is not a live block");
+	char *q = large_alloc(290000, FTM_ALIGN, true);
+	cr_assert_eq(q, p, "a similar size reuses the cached mapping");
+	cr_assert(large_usable_size(q, &usable));
+	for (size_t i = 0; i < usable; i++)
+		cr_assert_eq(q[i], 0, "calloc'ed byte %zu of a reused mapping", i);
+	cr_assert(large_free(q));
+	char *r = large_alloc(100000, FTM_ALIGN, false);
+	cr_assert_neq(r, p, "a mapping more than 25%% too big is not reused");
+	cr_assert(large_free(r));
+	cr_assert_geq(large_trim(), 300000, "trim gives the cache back");
+	cr_assert_eq(large_trim(), 0);
+}
+
 Test(large, registry_grows)
 {
 	enum { N = 1500 };
 	static void *blocks[N];
 	for (int i = 0; i < N; i++) {
-		blocks[i] = large_alloc(40000 + (size_t)i, FTM_ALIGN);
+		blocks[i] = large_alloc(40000 + (size_t)i, FTM_ALIGN, false);
 		cr_assert_not_null(blocks[i]);
 	}
 	large_lock();
