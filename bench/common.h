@@ -1,0 +1,227 @@
+/*
+ * common.h - shared helpers for the allocator workload programs in bench/.
+ *
+ * Every workload program is invoked as `PROGRAM THREADS ITERS SEED`:
+ *   THREADS  concurrency (how many threads work at the same time),
+ *   ITERS    total amount of work (its unit is described by each program;
+ *            it is divided among the threads, so the work does not grow with
+ *            THREADS),
+ *   SEED     seed of every random choice.
+ * and prints one line `checksum=<16 hex digits>` on success.
+ *
+ * The checksum is built only from values the program itself wrote into the
+ * memory it allocated and read back later (tags, sizes, content bytes), never
+ * from addresses or timing, and per-thread checksums are combined by addition
+ * so that the order in which threads finish does not matter.  The same
+ * arguments therefore give the same checksum under every allocator, and the
+ * compiler cannot drop any allocation because its contents feed the output.
+ *
+ * Every object is touched at its first bytes, at its last byte, and at one
+ * byte per 4 KiB page in between, so that peak RSS reflects what a program
+ * really uses, and is verified when it is freed (a mismatch means the
+ * allocator corrupted or lost data: the program reports it and aborts).
+ */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bench_args {
+	int threads;
+	long iters;
+	uint64_t seed;
+};
+
+static inline void bench_usage(const char *prog, const char *what)
+{
+	fprintf(stderr, "usage: %s THREADS ITERS SEED\n  %s\n", prog, what);
+	exit(2);
+}
+
+/* Parse `THREADS ITERS SEED`; `what` describes the workload and its units. */
+static inline struct bench_args bench_parse(int argc, char **argv, const char *what)
+{
+	struct bench_args a;
+	char *end;
+
+	if (argc != 4)
+		bench_usage(argv[0], what);
+	errno = 0;
+	a.threads = (int)strtol(argv[1], &end, 10);
+	if (errno || *end || a.threads < 1 || a.threads > 4096)
+		bench_usage(argv[0], what);
+	a.iters = strtol(argv[2], &end, 10);
+	if (errno || *end || a.iters < 1)
+		bench_usage(argv[0], what);
+	a.seed = strtoull(argv[3], &end, 0);
+	if (errno || *end)
+		bench_usage(argv[0], what);
+	return a;
+}
+
+static inline void bench_die(const char *msg)
+{
+	fprintf(stderr, "bench: %s\n", msg);
+	abort();
+}
+
+static inline void *bench_malloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p)
+		bench_die("malloc returned NULL");
+	return p;
+}
+
+static inline void bench_print_checksum(uint64_t sum)
+{
+	printf("checksum=%016" PRIx64 "\n", sum);
+	fflush(stdout);
+}
+
+/* ---- random numbers: splitmix64 (seeding) and xorshift64* (stream) ---- */
+
+static inline uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+typedef struct {
+	uint64_t s;
+} rng_t;
+
+/* Independent stream number `stream` of seed `seed` (one per thread, ...). */
+static inline rng_t rng_make(uint64_t seed, uint64_t stream)
+{
+	uint64_t s = seed ^ (stream * 0xd1342543de82ef95ULL);
+	rng_t r;
+
+	r.s = splitmix64(&s);
+	if (r.s == 0)
+		r.s = 0x2545f4914f6cdd1dULL;
+	return r;
+}
+
+static inline uint64_t rng_next(rng_t *r)
+{
+	uint64_t x = r->s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	r->s = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Uniform in [0, n). */
+static inline uint64_t rng_below(rng_t *r, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
+}
+
+/* Uniform in [lo, hi]. */
+static inline size_t rng_range(rng_t *r, size_t lo, size_t hi)
+{
+	return lo + (size_t)rng_below(r, (uint64_t)(hi - lo) + 1);
+}
+
+/* Roughly log-uniform in [lo, hi] (small sizes much more frequent). */
+static inline size_t rng_logsize(rng_t *r, size_t lo, size_t hi)
+{
+	unsigned bits_lo = 63 - (unsigned)__builtin_clzll(lo);
+	unsigned bits_hi = 63 - (unsigned)__builtin_clzll(hi);
+	unsigned b = bits_lo + (unsigned)rng_below(r, bits_hi - bits_lo + 1);
+	size_t base = (size_t)1 << b;
+	size_t n = base + (size_t)rng_below(r, base);
+
+	return n < lo ? lo : n > hi ? hi : n;
+}
+
+/* ---- checksum mixing ---- */
+
+static inline uint64_t mix64(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdULL;
+}
+
+/* ---- object contents ---- */
+
+#define BENCH_PAGE 4096
+
+/* Byte stored at offset `off` of an object tagged `tag` (off is 0, a page
+ * boundary or the last byte; the first 8 bytes hold the tag itself). */
+static inline unsigned char obj_byte(uint64_t tag, size_t off)
+{
+	return (unsigned char)(tag ^ (off >> 12) ^ 0xa5);
+}
+
+/* Write `tag` into a fresh object of `size` bytes (size >= 1). */
+static inline void obj_fill(void *p, size_t size, uint64_t tag)
+{
+	unsigned char *b = p;
+	size_t off;
+
+	if (size >= 8)
+		memcpy(b, &tag, 8);
+	else
+		b[0] = obj_byte(tag, 0);
+	for (off = BENCH_PAGE; off < size; off += BENCH_PAGE)
+		b[off] = obj_byte(tag, off);
+	if (size > 8)
+		b[size - 1] = obj_byte(tag, size - 1);
+}
+
+/* Verify an object written by obj_fill; returns a value for the checksum. */
+static inline uint64_t obj_check(const void *p, size_t size, uint64_t tag)
+{
+	const unsigned char *b = p;
+	uint64_t got = 0;
+	size_t off;
+
+	if (size >= 8) {
+		memcpy(&got, b, 8);
+		if (got != tag)
+			bench_die("object contents corrupted (tag)");
+	} else if (b[0] != obj_byte(tag, 0)) {
+		bench_die("object contents corrupted (first byte)");
+	}
+	for (off = BENCH_PAGE; off < size; off += BENCH_PAGE)
+		if (b[off] != obj_byte(tag, off))
+			bench_die("object contents corrupted (page byte)");
+	if (size > 8 && b[size - 1] != obj_byte(tag, size - 1))
+		bench_die("object contents corrupted (last byte)");
+	return tag + size;
+}
+
+/* ---- threads ---- */
+
+static inline void bench_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	int err = pthread_create(t, NULL, fn, arg);
+
+	if (err) {
+		fprintf(stderr, "bench: pthread_create: %s\n", strerror(err));
+		abort();
+	}
+}
+
+/* Share of `total` work items given to worker `i` of `n`. */
+static inline long bench_share(long total, int i, int n)
+{
+	return total / n + (i < total % n ? 1 : 0);
+}
+
+#endif
