@@ -181,7 +181,7 @@ static inline void ftm_ensure_init(void)
 
 /* ---- core/options.c ------------------------------------------------------ */
 enum ftm_option_id {
-	FTM_OPT_ARENAS,         /* number of arenas (0: 4 per CPU) */
+	FTM_OPT_ARENAS,         /* number of arenas (0: one per CPU) */
 	FTM_OPT_ABORT_ON_ERROR, /* abort() after reporting bad input */
 	FTM_OPT_ZONE_RESERVE,   /* empty zones an arena keeps per class */
 	FTM_OPT_VERBOSE,        /* print the options in force at start-up */
