@@ -16,6 +16,11 @@
  * (with write(2): flush stdio first if you mix the two). */
 void show_alloc_mem(void);
 
+/* The same heap as JSON lines on fd (format in src/show/dump.c), for tools
+ * such as scripts/heapmap: every zone with each chunk's state (live, cached
+ * in a thread cache, free), every live chunk, every LARGE mapping. */
+void show_alloc_mem_json(int fd);
+
 void *ftm_malloc(size_t size);
 void ftm_free(void *ptr);
 void *ftm_calloc(size_t count, size_t size);

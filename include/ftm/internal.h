@@ -167,6 +167,15 @@ size_t large_count(void);
 /* Visits every LARGE mapping (registry lock held by the caller). */
 void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
 
+/* ---- show/walk.c --------------------------------------------------------- */
+struct heap_visitor {
+	void (*zone)(const struct ftm_zone *zone, void *ctx);   /* each zone */
+	void (*large)(const struct ftm_large *large, void *ctx); /* each LARGE block */
+};
+/* Visits the whole heap in address order under every lock; false when the
+ * scratch memory for sorting could not be mapped (nothing was visited). */
+bool heap_walk(const struct heap_visitor *visit, void *ctx);
+
 /* ---- core/init.c --------------------------------------------------------- */
 extern volatile int ftm_ready;
 extern uint64_t ftm_secret;
