@@ -18,7 +18,7 @@ static uint32_t next_arena;
 void arena_init_all(uint32_t count)
 {
 	ftm_arena_count = count;
-	for (uint32_t i = 0; i < FTM_MAX_ARENAS; i++) {
+	for (uint32_t i = 0; i < count; i++) {
 		pthread_mutex_init(&ftm_arenas[i].lock, NULL);
 		ftm_arenas[i].index = i;
 	}
