@@ -17,7 +17,7 @@ CFLAGS  += -Wall -Wextra -Werror -std=gnu11 -O2 -g -fPIC -pthread \
            -fvisibility=hidden -ftls-model=initial-exec \
            -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc \
            -fno-builtin-free -fno-plt -Iinclude
-LDFLAGS += -shared -pthread -Wl,-z,now
+LDFLAGS += -shared -pthread -Wl,-z,now -Wl,--no-undefined
 
 SRC      := $(sort $(wildcard src/*/*.c))
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)

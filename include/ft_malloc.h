@@ -21,6 +21,12 @@ void show_alloc_mem(void);
  * in a thread cache, free), every live chunk, every LARGE mapping. */
 void show_alloc_mem_json(int fd);
 
+/* show_alloc_mem plus, per zone, its arena, class, bounds, used/free bytes
+ * and fragmentation, a hex+ASCII dump of each block's first bytes (whole
+ * blocks with FT_MALLOC_SHOW_FULL=1) and the allocation history
+ * (FT_MALLOC_HISTORY=N). */
+void show_alloc_mem_ex(void);
+
 void *ftm_malloc(size_t size);
 void ftm_free(void *ptr);
 void *ftm_calloc(size_t count, size_t size);

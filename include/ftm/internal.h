@@ -12,6 +12,8 @@
 
 #include "ftm/types.h"
 
+struct ftm_out;
+
 #define FTM_EXPORT __attribute__((visibility("default")))
 #define FTM_COLD __attribute__((cold, noinline))
 #define FTM_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -137,6 +139,7 @@ void arena_return(const uintptr_t *tokens, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);
+bool arena_trylock_all(void);
 void arena_unlock_all(void);
 void arena_reinit_locks(void);
 
@@ -149,6 +152,7 @@ struct ftm_tcache *tcache_attach(void);
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls);
 void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep);
 void tcache_flush_all(struct ftm_tcache *tc);
+void tcache_sum_live_stats(struct ftm_class_stats *by_class);
 void tcache_lock_pool(void);
 void tcache_unlock_pool(void);
 void tcache_reinit_pool_lock(void);
@@ -157,9 +161,10 @@ void tcache_reinit_pool_lock(void);
 void *large_alloc(size_t size, size_t align, bool zero);
 size_t large_trim(void);
 bool large_free(void *p);
-bool large_usable_size(const void *p, size_t *usable);
+bool large_lookup(const void *p, size_t *size, size_t *usable);
 bool large_realloc(void *p, size_t size, void **moved);
 void large_lock(void);
+bool large_trylock(void);
 void large_unlock(void);
 void large_reinit_lock(void);
 size_t large_bytes_mapped(void);
@@ -167,14 +172,29 @@ size_t large_count(void);
 /* Visits every LARGE mapping (registry lock held by the caller). */
 void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
 
+/* ---- debug/checks.c, debug/history.c, debug/report.c ---------------------- */
+enum history_op { HISTORY_MALLOC, HISTORY_FREE, HISTORY_REALLOC };
+extern bool ftm_debug; /* scribble, guard or history on: no thread caches */
+size_t debug_request(size_t size);
+void debug_on_alloc(void *p, size_t size, size_t usable, bool large);
+void debug_check(const char *call, const void *p, size_t size, size_t usable, bool large);
+void debug_on_free(void *p, size_t size, size_t usable, bool large);
+bool history_init(size_t entries);
+void history_record(enum history_op op, const void *p, size_t size);
+void history_print(struct ftm_out *o);
+void debug_init(void);
+void stats_print(struct ftm_out *o);
+
 /* ---- show/walk.c --------------------------------------------------------- */
 struct heap_visitor {
 	void (*zone)(const struct ftm_zone *zone, void *ctx);   /* each zone */
 	void (*large)(const struct ftm_large *large, void *ctx); /* each LARGE block */
 };
 /* Visits the whole heap in address order under every lock; false when the
- * scratch memory for sorting could not be mapped (nothing was visited). */
-bool heap_walk(const struct heap_visitor *visit, void *ctx);
+ * locks (tried only, without `wait`) or the scratch memory for sorting
+ * could not be had (nothing was visited). */
+bool heap_walk(const struct heap_visitor *visit, void *ctx, bool wait);
+void heap_dump_json(int fd, bool wait);
 
 /* ---- core/init.c --------------------------------------------------------- */
 extern volatile int ftm_ready;
@@ -194,10 +214,21 @@ enum ftm_option_id {
 	FTM_OPT_ABORT_ON_ERROR, /* abort() after reporting bad input */
 	FTM_OPT_ZONE_RESERVE,   /* empty zones an arena keeps per class */
 	FTM_OPT_VERBOSE,        /* print the options in force at start-up */
+	FTM_OPT_SCRIBBLE,       /* fill new chunks with 0xAA, freed ones with 0x55 */
+	FTM_OPT_GUARD,          /* canary after small payloads, PROT_NONE page after LARGE */
+	FTM_OPT_HISTORY,        /* operations kept in the history ring (0: off) */
+	FTM_OPT_LEAK_REPORT,    /* list live allocations at exit */
+	FTM_OPT_STATS,          /* print statistics at exit */
+	FTM_OPT_OUTPUT,         /* text: fd number or file path for all reports */
+	FTM_OPT_DUMP,           /* text: file for a JSON heap dump at exit */
+	FTM_OPT_DUMP_SIGNAL,    /* signal number that writes the JSON dump */
+	FTM_OPT_SHOW_FULL,      /* show_alloc_mem_ex dumps whole blocks */
 	FTM_OPT_COUNT
 };
 extern long ftm_options[FTM_OPT_COUNT];
+extern const char *ftm_option_text[FTM_OPT_COUNT];
 void options_load(char **env);
+void options_print(void);
 
 /* ---- core/diag.c --------------------------------------------------------- */
 struct ftm_out {
@@ -210,10 +241,18 @@ void out_hex(struct ftm_out *o, uintptr_t v);
 void out_dec(struct ftm_out *o, uint64_t v);
 void out_line_end(struct ftm_out *o);
 void out_flush(struct ftm_out *o);
+void out_hexdump(struct ftm_out *o, const unsigned char *p, size_t len);
+extern int ftm_report_fd; /* diagnostics and reports (FT_MALLOC_OUTPUT) */
 void report_error(const char *call, const char *reason, const void *p);
 
 /* ---- os/os.c ------------------------------------------------------------- */
+extern uint64_t ftm_os_maps;   /* successful mmap/mremap calls */
+extern uint64_t ftm_os_unmaps; /* munmap calls */
 void *os_map(size_t size);
+bool os_protect_none(void *p, size_t size);
+int os_open_append(const char *path);
+uint64_t os_now_ns(void);
+uint32_t os_thread_id(void);
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
 void *os_remap(void *p, size_t old_size, size_t new_size);

@@ -90,6 +90,18 @@ struct ftm_zone {
 
 #define FTM_MAX_ARENAS 256
 
+/* Per size class counters, under the arena lock. mallocs/frees/misses
+ * come from thread caches, merged when a thread exits. */
+struct ftm_class_stats {
+	uint64_t mallocs;        /* allocations of this class */
+	uint64_t frees;          /* frees of this class */
+	uint64_t misses;         /* mallocs that found the thread cache empty */
+	uint64_t chunks_out;     /* chunks handed to threads now */
+	uint64_t peak_out;       /* most chunks_out ever */
+	uint64_t zones_mapped;   /* zones created */
+	uint64_t zones_unmapped; /* zones given back */
+};
+
 /* Counters kept under the arena lock (statistics and mallinfo2). */
 struct ftm_arena_stats {
 	uint64_t zones_mapped;   /* zones ever created */
@@ -107,6 +119,7 @@ struct ftm_arena {
 	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */
 	struct ftm_zone *zones;                    /* every zone of this arena */
 	struct ftm_arena_stats stats;
+	struct ftm_class_stats by_class[FTM_CLASS_COUNT];
 } __attribute__((aligned(64)));
 
 /* ------------------------------------------------------------------------ */
@@ -126,12 +139,18 @@ struct ftm_bin {
 	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
 	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
 	uint32_t unused;
+	uint64_t mallocs;    /* allocations of this class by this thread */
+	uint64_t frees;      /* frees of this class by this thread */
+	uint64_t misses;     /* mallocs that had to refill */
+	uint64_t pad;        /* a bin is one cache line */
 };
 
 struct ftm_tcache {
 	struct ftm_bin bins[FTM_CLASS_COUNT]; /* first, so the fast path indexes it directly */
 	struct ftm_arena *arena;              /* refills come from here */
 	struct ftm_tcache *pool_next;         /* in the pool of caches of exited threads */
+	struct ftm_tcache *live_next;         /* caches of running threads, for statistics */
+	struct ftm_tcache *live_prev;
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
 	uintptr_t storage[];                  /* backing store of every bin's slots */

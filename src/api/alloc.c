@@ -25,13 +25,38 @@ static struct ftm_tcache *thread_cache(void)
 {
 	struct ftm_tcache *tc = ftm_tls_tcache;
 	if (tc == &ftm_tcache_boot)
-		return tcache_attach();
+		return ftm_debug ? NULL : tcache_attach();
 	return tc == &ftm_tcache_dead ? NULL : tc;
+}
+
+/* Debug mode (see debug/checks.c): every block straight from its arena or
+ * the registry, with the hooks around it. */
+static void *malloc_debug(size_t size)
+{
+	size_t need = debug_request(size);
+	if (need > FTM_SMALL_MAX) {
+		void *p = large_alloc(size, FTM_ALIGN, false);
+		if (p)
+			debug_on_alloc(p, size, size, true);
+		return p;
+	}
+	uint32_t cls = size_class(need);
+	void *p = arena_alloc_one(cls);
+	if (p) {
+		struct ftm_class_stats *cs = &pagemap_zone(p)->arena->by_class[cls];
+		__atomic_fetch_add(&cs->mallocs, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&cs->misses, 1, __ATOMIC_RELAXED);
+		chunk_set_size(p, size);
+		debug_on_alloc(p, size, class_size(cls), false);
+	}
+	return p;
 }
 
 FTM_COLD static void *malloc_slow(size_t size)
 {
 	ftm_ensure_init();
+	if (FTM_UNLIKELY(ftm_debug))
+		return malloc_debug(size);
 	if (size > FTM_SMALL_MAX)
 		return large_alloc(size, FTM_ALIGN, false);
 	uint32_t cls = size_class(size);
@@ -45,6 +70,8 @@ FTM_COLD static void *malloc_slow(size_t size)
 		if (!bin->count && !tcache_refill(tc, cls))
 			return NULL;
 		p = token_chunk(bin->slots[--bin->count]);
+		bin->mallocs++;
+		bin->misses++;
 	}
 	chunk_set_size(p, size);
 	return p;
@@ -59,6 +86,7 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 			void *p = token_chunk(token);
 			struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
 			meta_store(zone, token_index(token), (uint16_t)(bin->live - size));
+			bin->mallocs++;
 			return p;
 		}
 	}
@@ -80,13 +108,23 @@ void report_bad_pointer(const void *p, const char *call)
 static void free_checked(void *p, const char *call)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
-	uint32_t index = zone ? zone_chunk_index(zone, p) : UINT32_MAX;
-	if (!zone && large_free(p))
+	if (!zone) {
+		size_t size, usable;
+		if (FTM_UNLIKELY(ftm_debug) && large_lookup(p, &size, &usable))
+			debug_on_free(p, size, usable, true);
+		if (!large_free(p))
+			report_bad_pointer(p, call);
 		return;
-	if (index == UINT32_MAX || !zone_check(zone) ||
-	    !(meta_load(zone, index) & FTM_META_LIVE)) {
+	}
+	uint32_t index = zone_chunk_index(zone, p);
+	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
+	if (!(meta & FTM_META_LIVE) || !zone_check(zone)) {
 		report_bad_pointer(p, call);
 		return;
+	}
+	if (FTM_UNLIKELY(ftm_debug)) {
+		debug_on_free(p, zone->size - (meta & FTM_META_SLACK), zone->size, false);
+		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
 	struct ftm_tcache *tc = thread_cache();
 	uintptr_t token = token_make(p, index);
@@ -99,6 +137,7 @@ static void free_checked(void *p, const char *call)
 		tcache_flush(tc, zone->cls, bin->cap / 2);
 	meta_store(zone, index, FTM_META_CACHED);
 	bin->slots[bin->count++] = token;
+	bin->frees++;
 }
 
 /* free's slow path, also realloc(p, 0)'s: errno survives whatever happens. */
@@ -121,6 +160,7 @@ FTM_EXPORT void ftm_free(void *p)
 			       bin->count < bin->cap)) {
 			meta_store(zone, index, FTM_META_CACHED);
 			bin->slots[bin->count++] = token_make(p, index);
+			bin->frees++;
 			return;
 		}
 	}

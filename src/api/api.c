@@ -24,24 +24,45 @@ FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
 		return large_alloc(total, FTM_ALIGN, true);
 	}
 	void *p = ftm_malloc(total);
-	if (p) /* the whole chunk: usable bytes past `total` are zero too */
-		memset(p, 0, ftm_classes[size_class(total)].size);
+	if (p)
+		memset(p, 0, total);
 	return p;
 }
 
-static size_t chunk_usable(const void *p, const char *call)
+/* The size asked for and the room (chunk or mapping) of a live block of
+ * ours; false (nothing reported) for anything else. */
+static bool block_sizes(const void *p, size_t *size, size_t *room)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
-	size_t usable;
-	if (zone) {
-		uint32_t index = zone_chunk_index(zone, p);
-		if (index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE))
-			return ftm_classes[zone->cls].size;
-	} else if (large_usable_size(p, &usable)) {
-		return usable;
+	if (!zone)
+		return large_lookup(p, size, room);
+	uint32_t index = zone_chunk_index(zone, p);
+	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
+	if (!(meta & FTM_META_LIVE))
+		return false;
+	*size = zone->size - (meta & FTM_META_SLACK);
+	*room = zone->size;
+	return true;
+}
+
+/* Debug mode: every realloc moves, so the canary is checked and the old
+ * block scribbled. */
+static void *realloc_debug(void *p, size_t size)
+{
+	size_t old, room;
+	if (!block_sizes(p, &old, &room)) {
+		report_bad_pointer(p, "realloc");
+		errno = EINVAL;
+		return NULL;
 	}
-	report_bad_pointer(p, call);
-	return 0;
+	debug_check("realloc", p, old, room, !pagemap_zone(p));
+	void *q = ftm_malloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < size ? old : size);
+	history_record(HISTORY_REALLOC, q, size);
+	ftm_free(p);
+	return q;
 }
 
 /* A zone chunk stays where it is while the new size keeps its class or
@@ -69,6 +90,8 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 		free_slow(p, "realloc");
 		return NULL;
 	}
+	if (FTM_UNLIKELY(ftm_debug))
+		return realloc_debug(p, size);
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (zone) {
 		uint32_t index = zone_chunk_index(zone, p);
@@ -79,8 +102,8 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 		if (large_realloc(p, size, &moved))
 			return moved;
 	} else {
-		size_t usable;
-		if (large_usable_size(p, &usable)) {
+		size_t old, usable;
+		if (large_lookup(p, &old, &usable)) {
 			void *q = ftm_malloc(size);
 			if (q) {
 				memcpy(q, p, size);
@@ -119,7 +142,8 @@ void *malloc_aligned(size_t size, size_t align)
 	if (align <= FTM_ALIGN)
 		return ftm_malloc(size);
 	ftm_ensure_init();
-	if (align <= ftm_page_size && size <= FTM_SMALL_MAX) {
+	/* debug mode pads zone chunks for the canary: aligned blocks go LARGE */
+	if (align <= ftm_page_size && size <= FTM_SMALL_MAX && !ftm_debug) {
 		size_t chunk = size < align ? align : size;
 		chunk = (size_t)1 << (64 - __builtin_clzl(chunk - 1));
 		void *p = ftm_malloc(chunk);
@@ -183,7 +207,14 @@ FTM_EXPORT void *ftm_pvalloc(size_t size)
 
 FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
 {
-	return p ? chunk_usable(p, "malloc_usable_size") : 0;
+	size_t size, room;
+	if (!p)
+		return 0;
+	/* under FT_MALLOC_GUARD the bytes past the request are the canary */
+	if (block_sizes(p, &size, &room))
+		return ftm_options[FTM_OPT_GUARD] ? size : room;
+	report_bad_pointer(p, "malloc_usable_size");
+	return 0;
 }
 
 /* Flushes the calling thread's cache and gives every empty zone and cached

@@ -110,6 +110,7 @@ FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cl
 	arena->empty[cls]++;
 	arena->stats.zones_mapped++;
 	arena->stats.bytes_mapped += zone_bytes(cls);
+	arena->by_class[cls].zones_mapped++;
 	return zone;
 }
 
@@ -119,6 +120,7 @@ static void arena_release_zone(struct ftm_arena *arena, struct ftm_zone *zone)
 	zones_remove(arena, zone);
 	arena->stats.zones_unmapped++;
 	arena->stats.bytes_mapped -= zone_bytes(zone->cls);
+	arena->by_class[zone->cls].zones_unmapped++;
 	zone_destroy(zone);
 }
 
@@ -152,6 +154,10 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uin
 	}
 	arena->stats.chunks_out += got;
 	arena->stats.bytes_out += (uint64_t)got * ftm_classes[cls].size;
+	struct ftm_class_stats *cs = &arena->by_class[cls];
+	cs->chunks_out += got;
+	if (cs->chunks_out > cs->peak_out)
+		cs->peak_out = cs->chunks_out;
 	arena_unlock(arena);
 	if (!got)
 		errno = ENOMEM;
@@ -165,6 +171,7 @@ static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uintptr_t 
 		avail_insert(arena, zone);
 	arena->stats.chunks_out--;
 	arena->stats.bytes_out -= zone->size;
+	arena->by_class[zone->cls].chunks_out--;
 	if (zone->used == 0)
 		arena_zone_emptied(arena, zone);
 }
@@ -223,6 +230,18 @@ void arena_lock_all(void)
 {
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
 		pthread_mutex_lock(&ftm_arenas[i].lock);
+}
+
+/* All or nothing: on failure no arena lock is held. */
+bool arena_trylock_all(void)
+{
+	for (uint32_t i = 0; i < ftm_arena_count; i++)
+		if (pthread_mutex_trylock(&ftm_arenas[i].lock) != 0) {
+			while (i-- > 0)
+				pthread_mutex_unlock(&ftm_arenas[i].lock);
+			return false;
+		}
+	return true;
 }
 
 void arena_unlock_all(void)

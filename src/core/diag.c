@@ -63,11 +63,37 @@ void out_line_end(struct ftm_out *o)
 		out_flush(o);
 }
 
-/* "ft_malloc: free(): double free 0x..." on stderr, then abort() when
+/* Up to len bytes as "hex bytes  |ascii|" lines of 16. */
+void out_hexdump(struct ftm_out *o, const unsigned char *p, size_t len)
+{
+	for (size_t line = 0; line < len; line += 16) {
+		out_str(o, "    ");
+		for (size_t i = line; i < line + 16; i++) {
+			char hex[4] = {' ', ' ', ' ', 0};
+			if (i < len) {
+				hex[0] = "0123456789abcdef"[p[i] >> 4];
+				hex[1] = "0123456789abcdef"[p[i] & 15];
+			}
+			out_str(o, hex);
+		}
+		out_str(o, " |");
+		for (size_t i = line; i < line + 16 && i < len; i++) {
+			char c[2] = {p[i] >= 32 && p[i] < 127 ? (char)p[i] : '.', 0};
+			out_str(o, c);
+		}
+		out_str(o, "|");
+		out_line_end(o);
+	}
+}
+
+int ftm_report_fd = 2;
+
+/* "ft_malloc: free(): double free 0x..." on the report fd (stderr unless
+ * FT_MALLOC_OUTPUT says otherwise), then abort() when
  * FT_MALLOC_ABORT_ON_ERROR is set. */
 void report_error(const char *call, const char *reason, const void *p)
 {
-	struct ftm_out o = {.fd = 2};
+	struct ftm_out o = {.fd = ftm_report_fd};
 	out_str(&o, "ft_malloc: ");
 	out_str(&o, call);
 	out_str(&o, "(): ");

@@ -62,6 +62,7 @@ void ftm_init_slow(void)
 		sizeclass_init(ftm_page_size);
 		arena_init_all(arena_count());
 		tcache_init_geometry();
+		debug_init();
 		__atomic_store_n(&ftm_ready, 1, __ATOMIC_RELEASE);
 		pthread_atfork(fork_prepare, fork_parent, fork_child);
 	}

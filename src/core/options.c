@@ -2,7 +2,8 @@
  * Options: one table, read once at start-up from the environment by walking
  * environ directly (getenv could race with setenv later; nothing here may
  * allocate). Every option is FT_MALLOC_<NAME>. Booleans take 1/0, yes/no,
- * on/off, true/false; counts take a decimal number with an optional K/M/G.
+ * on/off, true/false; counts take a decimal number with an optional K/M/G;
+ * texts are kept as given (environ's strings live as long as the process).
  * A bad value keeps the default and says so on stderr.
  */
 #include <string.h>
@@ -10,7 +11,7 @@
 
 #include "ftm/internal.h"
 
-enum option_kind { OPT_BOOL, OPT_COUNT };
+enum option_kind { OPT_BOOL, OPT_COUNT, OPT_TEXT };
 
 static const struct {
 	const char *name;      /* after the FT_MALLOC_ prefix */
@@ -21,9 +22,19 @@ static const struct {
     [FTM_OPT_ABORT_ON_ERROR] = {"ABORT_ON_ERROR", OPT_BOOL, 0},
     [FTM_OPT_ZONE_RESERVE] = {"ZONE_RESERVE", OPT_COUNT, 2},
     [FTM_OPT_VERBOSE] = {"VERBOSE", OPT_BOOL, 0},
+    [FTM_OPT_SCRIBBLE] = {"SCRIBBLE", OPT_BOOL, 0},
+    [FTM_OPT_GUARD] = {"GUARD", OPT_BOOL, 0},
+    [FTM_OPT_HISTORY] = {"HISTORY", OPT_COUNT, 0},
+    [FTM_OPT_LEAK_REPORT] = {"LEAK_REPORT", OPT_BOOL, 0},
+    [FTM_OPT_STATS] = {"STATS", OPT_BOOL, 0},
+    [FTM_OPT_OUTPUT] = {"OUTPUT", OPT_TEXT, 0},
+    [FTM_OPT_DUMP] = {"DUMP", OPT_TEXT, 0},
+    [FTM_OPT_DUMP_SIGNAL] = {"DUMP_SIGNAL", OPT_COUNT, 0},
+    [FTM_OPT_SHOW_FULL] = {"SHOW_FULL", OPT_BOOL, 0},
 };
 
 long ftm_options[FTM_OPT_COUNT];
+const char *ftm_option_text[FTM_OPT_COUNT];
 
 #define PREFIX "FT_MALLOC_"
 
@@ -62,6 +73,11 @@ static bool parse_count(const char *s, long *out)
 static void option_set(int id, const char *value)
 {
 	long v;
+	if (option_table[id].kind == OPT_TEXT) {
+		ftm_option_text[id] = *value ? value : NULL;
+		ftm_options[id] = *value != 0;
+		return;
+	}
 	bool ok = option_table[id].kind == OPT_BOOL ? parse_bool(value, &v) : parse_count(value, &v);
 	if (ok) {
 		ftm_options[id] = v;
@@ -77,14 +93,17 @@ static void option_set(int id, const char *value)
 	out_flush(&o);
 }
 
-static void options_print(void)
+void options_print(void)
 {
-	struct ftm_out o = {.fd = 2};
+	struct ftm_out o = {.fd = ftm_report_fd};
 	for (int id = 0; id < FTM_OPT_COUNT; id++) {
 		out_str(&o, "ft_malloc: " PREFIX);
 		out_str(&o, option_table[id].name);
 		out_str(&o, "=");
-		out_dec(&o, (uint64_t)ftm_options[id]);
+		if (option_table[id].kind == OPT_TEXT)
+			out_str(&o, ftm_option_text[id] ? ftm_option_text[id] : "");
+		else
+			out_dec(&o, (uint64_t)ftm_options[id]);
 		out_line_end(&o);
 	}
 	out_flush(&o);
@@ -92,8 +111,10 @@ static void options_print(void)
 
 void options_load(char **env)
 {
-	for (int id = 0; id < FTM_OPT_COUNT; id++)
+	for (int id = 0; id < FTM_OPT_COUNT; id++) {
 		ftm_options[id] = option_table[id].fallback;
+		ftm_option_text[id] = NULL;
+	}
 	for (; env && *env; env++) {
 		if (strncmp(*env, PREFIX, sizeof(PREFIX) - 1))
 			continue;
@@ -104,6 +125,4 @@ void options_load(char **env)
 				option_set(id, name + len + 1);
 		}
 	}
-	if (ftm_options[FTM_OPT_VERBOSE])
-		options_print();
 }

@@ -198,9 +198,15 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	/* past a page the user pointer cannot sit at a fixed offset: reserve
 	 * room to slide it up to the next multiple of align */
 	size_t len = map_length(size + slack + (align > ftm_page_size ? align : 0));
-	pthread_mutex_lock(&reg.lock);
-	char *map = cache_take(len, &len);
-	pthread_mutex_unlock(&reg.lock);
+	bool guard = ftm_options[FTM_OPT_GUARD];
+	char *map = NULL;
+	if (guard) {
+		len = page_round(size + slack + align) + ftm_page_size;
+	} else {
+		pthread_mutex_lock(&reg.lock);
+		map = cache_take(len, &len);
+		pthread_mutex_unlock(&reg.lock);
+	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
 		errno = ENOMEM;
@@ -210,6 +216,13 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	uintptr_t user = ((uintptr_t)map + sizeof(*h) + align - 1) & ~(uintptr_t)(align - 1);
 	h->check = large_seal(h);
 	h->user = align > HEADER_SPACE ? (void *)user : map + HEADER_SPACE;
+	if (guard) {
+		/* the block ends where the PROT_NONE page starts (give or take
+		 * the alignment), so the first byte written past it faults */
+		char *fence = map + len - ftm_page_size;
+		h->user = (void *)((uintptr_t)(fence - size) & ~(uintptr_t)((align > FTM_ALIGN ? align : FTM_ALIGN) - 1));
+		os_protect_none(fence, ftm_page_size);
+	}
 	h->size = size;
 	h->map_len = len;
 	if (zero && !fresh)
@@ -235,7 +248,10 @@ bool large_free(void *p)
 	if (h) {
 		registry_unlink(h);
 		h->check = 0; /* a stale pointer to a cached mapping is not ours */
-		evicted = cache_put(h, h->map_len);
+		if (ftm_options[FTM_OPT_GUARD])
+			evicted = (struct cached_map){h, h->map_len}; /* its fence stays out of the cache */
+		else
+			evicted = cache_put(h, h->map_len);
 	}
 	pthread_mutex_unlock(&reg.lock);
 	if (evicted.map)
@@ -243,12 +259,17 @@ bool large_free(void *p)
 	return h != NULL;
 }
 
-bool large_usable_size(const void *p, size_t *usable)
+/* The size asked for and the usable size of a live LARGE block (up to its
+ * mapping's end, or to its guard page). */
+bool large_lookup(const void *p, size_t *size, size_t *usable)
 {
 	pthread_mutex_lock(&reg.lock);
 	struct ftm_large *h = registry_find(p);
-	if (h)
-		*usable = (size_t)((char *)h + h->map_len - (char *)h->user);
+	if (h) {
+		*size = h->size;
+		*usable = (size_t)((char *)h + h->map_len - (char *)h->user) -
+			  (ftm_options[FTM_OPT_GUARD] ? ftm_page_size : 0);
+	}
 	pthread_mutex_unlock(&reg.lock);
 	return h != NULL;
 }
@@ -307,6 +328,11 @@ bool large_realloc(void *p, size_t size, void **moved)
 void large_lock(void)
 {
 	pthread_mutex_lock(&reg.lock);
+}
+
+bool large_trylock(void)
+{
+	return pthread_mutex_trylock(&reg.lock) == 0;
 }
 
 void large_unlock(void)

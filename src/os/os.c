@@ -11,12 +11,54 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/syscall.h>
+
 #include "ftm/internal.h"
+
+uint64_t ftm_os_maps;
+uint64_t ftm_os_unmaps;
+
+static void *counted_map(void *p)
+{
+	if (p == MAP_FAILED)
+		return NULL;
+	__atomic_fetch_add(&ftm_os_maps, 1, __ATOMIC_RELAXED);
+	return p;
+}
+
+static void counted_unmap(void *p, size_t size)
+{
+	__atomic_fetch_add(&ftm_os_unmaps, 1, __ATOMIC_RELAXED);
+	munmap(p, size);
+}
 
 void *os_map(size_t size)
 {
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	return counted_map(
+	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+}
+
+bool os_protect_none(void *p, size_t size)
+{
+	return mprotect(p, size, PROT_NONE) == 0;
+}
+
+int os_open_append(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+uint64_t os_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t os_thread_id(void)
+{
+	return (uint32_t)syscall(SYS_gettid);
 }
 
 /* A mapping of size bytes aligned to align (both powers of two, at least a
@@ -31,21 +73,20 @@ void *os_map_aligned(size_t size, size_t align)
 	char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
 	size_t head = (size_t)(aligned - raw);
 	if (head)
-		munmap(raw, head);
+		counted_unmap(raw, head);
 	if (align - head)
-		munmap(aligned + size, align - head);
+		counted_unmap(aligned + size, align - head);
 	return aligned;
 }
 
 void os_unmap(void *p, size_t size)
 {
-	munmap(p, size);
+	counted_unmap(p, size);
 }
 
 void *os_remap(void *p, size_t old_size, size_t new_size)
 {
-	void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
-	return q == MAP_FAILED ? NULL : q;
+	return counted_map(mremap(p, old_size, new_size, MREMAP_MAYMOVE));
 }
 
 size_t os_page_size(void)

@@ -108,7 +108,7 @@ static void dump_large(const struct ftm_large *h, void *ctx)
 	st->live_blocks++;
 }
 
-FTM_EXPORT void show_alloc_mem_json(int fd)
+void heap_dump_json(int fd, bool wait)
 {
 	static const struct heap_visitor visit = {dump_zone, dump_large};
 	ftm_ensure_init();
@@ -120,7 +120,7 @@ FTM_EXPORT void show_alloc_mem_json(int fd)
 	field_dec(&st.out, "classes", FTM_CLASS_COUNT);
 	out_str(&st.out, "}");
 	out_line_end(&st.out);
-	if (heap_walk(&visit, &st)) {
+	if (heap_walk(&visit, &st, wait)) {
 		out_str(&st.out, "{\"type\":\"end\"");
 		field_dec(&st.out, "zones", st.zones);
 		field_dec(&st.out, "large", st.larges);
@@ -128,8 +128,13 @@ FTM_EXPORT void show_alloc_mem_json(int fd)
 		field_dec(&st.out, "live_blocks", st.live_blocks);
 		out_str(&st.out, "}");
 	} else {
-		out_str(&st.out, "{\"type\":\"error\",\"reason\":\"out of memory\"}");
+		out_str(&st.out, "{\"type\":\"error\",\"reason\":\"heap busy or out of memory\"}");
 	}
 	out_line_end(&st.out);
 	out_flush(&st.out);
+}
+
+FTM_EXPORT void show_alloc_mem_json(int fd)
+{
+	heap_dump_json(fd, true);
 }

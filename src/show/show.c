@@ -61,7 +61,7 @@ FTM_EXPORT void show_alloc_mem(void)
 {
 	static const struct heap_visitor visit = {show_zone, show_large};
 	struct show_state st = {.out = {.fd = 1}, .total = 0};
-	if (heap_walk(&visit, &st)) {
+	if (heap_walk(&visit, &st, true)) {
 		out_str(&st.out, "Total : ");
 		out_dec(&st.out, st.total);
 		out_str(&st.out, " bytes");

@@ -82,5 +82,77 @@ FTM_EXPORT struct mallinfo2 ftm_mallinfo2(void)
 	return mi;
 }
 
+/* FT_MALLOC_STATS at exit: per arena, then per size class of each arena
+ * (only classes that saw any use), then process-wide OS counters. Counters
+ * of threads still running are read as they are. */
+void stats_print(struct ftm_out *o)
+{
+	struct ftm_class_stats live[FTM_CLASS_COUNT] = {{0}};
+	tcache_sum_live_stats(live);
+	uint64_t mallocs = 0, misses = 0;
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
+		struct ftm_arena *arena = &ftm_arenas[i];
+		arena_lock(arena);
+		out_str(o, "ft_malloc: arena ");
+		out_dec(o, i);
+		out_str(o, ": zones mapped ");
+		out_dec(o, arena->stats.zones_mapped);
+		out_str(o, ", unmapped ");
+		out_dec(o, arena->stats.zones_unmapped);
+		out_str(o, ", bytes mapped ");
+		out_dec(o, arena->stats.bytes_mapped);
+		out_str(o, ", in use ");
+		out_dec(o, arena->stats.bytes_out);
+		out_str(o, ", lock contended ");
+		out_dec(o, arena->stats.contended);
+		out_line_end(o);
+		for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+			struct ftm_class_stats c = arena->by_class[cls];
+			if (i == 0) { /* running threads' counters, shown once */
+				c.mallocs += live[cls].mallocs;
+				c.frees += live[cls].frees;
+				c.misses += live[cls].misses;
+			}
+			if (!c.mallocs && !c.frees && !c.zones_mapped)
+				continue;
+			mallocs += c.mallocs;
+			misses += c.misses;
+			out_str(o, "  class ");
+			out_dec(o, class_size(cls));
+			out_str(o, ": mallocs ");
+			out_dec(o, c.mallocs);
+			out_str(o, ", frees ");
+			out_dec(o, c.frees);
+			out_str(o, ", in use ");
+			out_dec(o, c.chunks_out * class_size(cls));
+			out_str(o, " bytes, peak ");
+			out_dec(o, c.peak_out * class_size(cls));
+			out_str(o, " bytes, zones +");
+			out_dec(o, c.zones_mapped);
+			out_str(o, " -");
+			out_dec(o, c.zones_unmapped);
+			out_str(o, ", cache hits ");
+			out_dec(o, c.mallocs ? (c.mallocs - c.misses) * 100 / c.mallocs : 0);
+			out_str(o, "%");
+			out_line_end(o);
+		}
+		arena_unlock(arena);
+	}
+	struct totals t = totals_collect();
+	out_str(o, "ft_malloc: total: mallocs ");
+	out_dec(o, mallocs);
+	out_str(o, ", thread cache hits ");
+	out_dec(o, mallocs ? (mallocs - misses) * 100 / mallocs : 0);
+	out_str(o, "%, LARGE blocks ");
+	out_dec(o, t.large_count);
+	out_str(o, " (");
+	out_dec(o, t.large_bytes);
+	out_str(o, " bytes mapped), mmap calls ");
+	out_dec(o, __atomic_load_n(&ftm_os_maps, __ATOMIC_RELAXED));
+	out_str(o, ", munmap calls ");
+	out_dec(o, __atomic_load_n(&ftm_os_unmaps, __ATOMIC_RELAXED));
+	out_line_end(o);
+}
+
 FTM_OVERRIDE(malloc_stats, ftm_malloc_stats)
 FTM_OVERRIDE(mallinfo2, ftm_mallinfo2)

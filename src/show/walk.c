@@ -6,6 +6,8 @@
  * visitor reads each chunk's state once. Sorting uses a scratch mapping and
  * a heapsort: nothing here calls malloc.
  */
+#include <sched.h>
+
 #include "ftm/internal.h"
 
 struct walk_entry {
@@ -65,12 +67,33 @@ static void sort_by_address(struct walk_entry *a, size_t n)
 	}
 }
 
-bool heap_walk(const struct heap_visitor *visit, void *ctx)
+/* Takes the registry lock then every arena lock. Without `wait` (from a
+ * signal handler, which may have interrupted a thread holding one of them)
+ * each lock is only tried, a bounded number of times. */
+static bool lock_heap(bool wait)
+{
+	if (wait) {
+		large_lock();
+		arena_lock_all();
+		return true;
+	}
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		if (large_trylock()) {
+			if (arena_trylock_all())
+				return true;
+			large_unlock();
+		}
+		sched_yield();
+	}
+	return false;
+}
+
+bool heap_walk(const struct heap_visitor *visit, void *ctx, bool wait)
 {
 	ftm_ensure_init();
 	struct walk_list list = {NULL, 0};
-	large_lock();
-	arena_lock_all();
+	if (!lock_heap(wait))
+		return false;
 	collect(&list);
 	size_t bytes = (list.count * sizeof(*list.items) + ftm_page_size - 1) & ~(ftm_page_size - 1);
 	bool ok = !bytes || (list.items = os_map(bytes));

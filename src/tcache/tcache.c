@@ -28,6 +28,7 @@ static pthread_key_t exit_key;                /* its destructor flushes the cach
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ftm_tcache *pool;
 static uint32_t pool_count;
+static struct ftm_tcache *live; /* caches of running threads */
 
 static void tcache_thread_exit(void *arg);
 
@@ -56,6 +57,7 @@ struct ftm_tcache *tcache_attach(void)
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc && !(tc = os_map(tcache_bytes)))
 		return NULL;
+	tc->arena = arena_next();
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
 		tc->bins[cls] = (struct ftm_bin){
@@ -65,7 +67,13 @@ struct ftm_tcache *tcache_attach(void)
 		    .live = FTM_META_LIVE + c->size,
 		};
 	}
-	tc->arena = arena_next();
+	pthread_mutex_lock(&pool_lock);
+	tc->live_prev = NULL;
+	tc->live_next = live;
+	if (live)
+		live->live_prev = tc;
+	live = tc;
+	pthread_mutex_unlock(&pool_lock);
 	ftm_tls_tcache = tc;
 	pthread_setspecific(exit_key, tc);
 	return tc;
@@ -107,14 +115,47 @@ void tcache_flush_all(struct ftm_tcache *tc)
 		tcache_flush(tc, cls, 0);
 }
 
+/* Adds a cache's counters to its arena's (arena lock held). */
+static void tcache_merge_stats(const struct ftm_tcache *tc, struct ftm_class_stats *by_class)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		by_class[cls].mallocs += tc->bins[cls].mallocs;
+		by_class[cls].frees += tc->bins[cls].frees;
+		by_class[cls].misses += tc->bins[cls].misses;
+	}
+}
+
+/* Adds every running thread's counters to by_class (a snapshot: the
+ * threads keep counting while it is read). */
+void tcache_sum_live_stats(struct ftm_class_stats *by_class)
+{
+	pthread_mutex_lock(&pool_lock);
+	for (const struct ftm_tcache *tc = live; tc; tc = tc->live_next)
+		for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+			by_class[cls].mallocs += __atomic_load_n(&tc->bins[cls].mallocs, __ATOMIC_RELAXED);
+			by_class[cls].frees += __atomic_load_n(&tc->bins[cls].frees, __ATOMIC_RELAXED);
+			by_class[cls].misses += __atomic_load_n(&tc->bins[cls].misses, __ATOMIC_RELAXED);
+		}
+	pthread_mutex_unlock(&pool_lock);
+}
+
 /* Thread exit: everything cached goes home; a free or malloc from a later
  * destructor then works directly on an arena (ftm_tcache_dead). */
 static void tcache_thread_exit(void *arg)
 {
 	struct ftm_tcache *tc = arg;
 	tcache_flush_all(tc);
+	arena_lock(tc->arena);
+	tcache_merge_stats(tc, tc->arena->by_class);
+	arena_unlock(tc->arena);
 	ftm_tls_tcache = &ftm_tcache_dead;
 	pthread_mutex_lock(&pool_lock);
+	if (tc->live_prev)
+		tc->live_prev->live_next = tc->live_next;
+	else
+		live = tc->live_next;
+	if (tc->live_next)
+		tc->live_next->live_prev = tc->live_prev;
 	if (pool_count < POOL_MAX) {
 		tc->pool_next = pool;
 		pool = tc;

@@ -15,16 +15,22 @@ static void init(void)
 
 TestSuite(large, .init = init);
 
+static bool usable_of(const void *p, size_t *usable)
+{
+	size_t size;
+	return large_lookup(p, &size, usable);
+}
+
 Test(large, exact_pointer_only)
 {
 	char *p = large_alloc(100000, FTM_ALIGN, false);
 	cr_assert_not_null(p);
 	cr_assert_eq((uintptr_t)p % FTM_ALIGN, 0);
 	size_t usable = 0;
-	cr_assert(large_usable_size(p, &usable));
+	cr_assert(usable_of(p, &usable));
 	cr_assert_geq(usable, 100000);
 	memset(p, 0x5a, usable);
-	cr_assert_not(large_usable_size(p + 16, &usable));
+	cr_assert_not(usable_of(p + 16, &usable));
 	cr_assert_not(large_free(p + 16));
 	cr_assert_not(large_free(p - 64));
 	cr_assert(large_free(p));
@@ -49,14 +55,14 @@ Test(large, realloc_in_place_and_by_remap)
 		p[i] = (char)(i * 7);
 	void *moved = NULL;
 	size_t before = 0, usable = 0;
-	large_usable_size(p, &before);
+	usable_of(p, &before);
 	cr_assert(large_realloc(p, 150000, &moved));
 	cr_assert_eq(moved, p, "shrinking stays in place");
-	large_usable_size(p, &usable);
+	usable_of(p, &usable);
 	cr_assert_eq(usable, before, "a mapping still half used keeps its length");
 	cr_assert(large_realloc(p, 60000, &moved));
 	cr_assert_eq(moved, p);
-	large_usable_size(p, &usable);
+	usable_of(p, &usable);
 	cr_assert_lt(usable, before / 2, "below half, the tail is given back");
 	cr_assert_geq(usable, 60000);
 	cr_assert(large_realloc(p, 5000000, &moved));
@@ -66,7 +72,7 @@ Test(large, realloc_in_place_and_by_remap)
 		cr_assert_eq(q[i], (char)(i * 7), "byte %zu", i);
 	q[4999999] = 1;
 	if (q != p)
-		cr_assert_not(large_usable_size(p, &usable), "the old address is forgotten");
+		cr_assert_not(usable_of(p, &usable), "the old address is forgotten");
 	cr_assert(large_free(q));
 }
 
@@ -77,10 +83,10 @@ Test(large, freed_mappings_are_reused_and_zeroed_for_calloc)
 	memset(p, 0xab, 300000);
 	cr_assert(large_free(p));
 	size_t usable = 0;
-	cr_assert_not(large_usable_size(p, &usable), "a cached mapping is not a live block");
+	cr_assert_not(usable_of(p, &usable), "a cached mapping is not a live block");
 	char *q = large_alloc(290000, FTM_ALIGN, true);
 	cr_assert_eq(q, p, "a similar size reuses the cached mapping");
-	cr_assert(large_usable_size(q, &usable));
+	cr_assert(usable_of(q, &usable));
 	for (size_t i = 0; i < usable; i++)
 		cr_assert_eq(q[i], 0, "calloc'ed byte %zu of a reused mapping", i);
 	cr_assert(large_free(q));
@@ -104,7 +110,7 @@ Test(large, registry_grows)
 	large_unlock();
 	for (int i = 0; i < N; i++) {
 		size_t usable;
-		cr_assert(large_usable_size(blocks[i], &usable), "block %d", i);
+		cr_assert(usable_of(blocks[i], &usable), "block %d", i);
 		cr_assert_geq(usable, 40000 + (size_t)i);
 	}
 	for (int i = N; i-- > 0;)

@@ -1,0 +1,85 @@
+/*
+ * Debug checks on every operation, on when FT_MALLOC_SCRIBBLE, _GUARD or
+ * _HISTORY is set. Then no thread cache is ever attached (the fast paths
+ * always fall to the slow ones, which call these hooks), so with every
+ * option off the fast paths carry no debug test at all.
+ *
+ *  - scribble: new blocks read 0xAA (not calloc's), freed ones 0x55 (but
+ *    for the first 8 bytes of a TINY/SMALL chunk, which hold its mangled
+ *    free-list link);
+ *  - guard: a TINY/SMALL block gets at least one byte of slack, filled with
+ *    a canary checked on free and realloc (an overflow is reported with the
+ *    address and the size class); LARGE blocks end against a PROT_NONE page
+ *    (large.c), so an overflow faults at the first byte past the end;
+ *  - history: every operation goes to the ring (history.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftm/internal.h"
+
+#define SCRIBBLE_NEW 0xaa
+#define SCRIBBLE_FREED 0x55
+#define CANARY 0xcb
+#define CANARY_MAX 16 /* bytes of slack checked */
+
+bool ftm_debug;
+
+/* Bytes to allocate for a request: one more under guard, for the canary. */
+size_t debug_request(size_t size)
+{
+	return ftm_options[FTM_OPT_GUARD] && size < FTM_SMALL_MAX ? size + 1 : size;
+}
+
+static size_t canary_len(size_t size, size_t usable)
+{
+	size_t slack = usable - size;
+	return slack < CANARY_MAX ? slack : CANARY_MAX;
+}
+
+void debug_on_alloc(void *p, size_t size, size_t usable, bool large)
+{
+	if (ftm_options[FTM_OPT_SCRIBBLE])
+		memset(p, SCRIBBLE_NEW, size);
+	if (ftm_options[FTM_OPT_GUARD] && !large)
+		memset((char *)p + size, CANARY, canary_len(size, usable));
+	history_record(HISTORY_MALLOC, p, size);
+}
+
+/* Checks the canary of a block about to be freed or moved; reports a heap
+ * overflow with the block's size class. */
+void debug_check(const char *call, const void *p, size_t size, size_t usable, bool large)
+{
+	if (!ftm_options[FTM_OPT_GUARD] || large)
+		return;
+	const unsigned char *tail = (const unsigned char *)p + size;
+	for (size_t i = 0; i < canary_len(size, usable); i++)
+		if (tail[i] != CANARY) {
+			struct ftm_out o = {.fd = ftm_report_fd};
+			out_str(&o, "ft_malloc: ");
+			out_str(&o, call);
+			out_str(&o, "(): heap overflow past ");
+			out_hex(&o, (uintptr_t)p);
+			out_str(&o, " (");
+			out_dec(&o, size);
+			out_str(&o, " bytes, ");
+			out_str(&o, usable <= FTM_TINY_MAX ? "TINY" : "SMALL");
+			out_str(&o, " class of ");
+			out_dec(&o, usable);
+			out_str(&o, " bytes) at ");
+			out_hex(&o, (uintptr_t)(tail + i));
+			out_line_end(&o);
+			out_flush(&o);
+			if (ftm_options[FTM_OPT_ABORT_ON_ERROR])
+				abort();
+			return;
+		}
+}
+
+void debug_on_free(void *p, size_t size, size_t usable, bool large)
+{
+	debug_check("free", p, size, usable, large);
+	if (ftm_options[FTM_OPT_SCRIBBLE])
+		memset(p, SCRIBBLE_FREED, large ? size : usable);
+	history_record(HISTORY_FREE, p, 0);
+}
