@@ -64,14 +64,16 @@ extern struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS];
 bool pagemap_register(struct ftm_zone *zone, size_t size);
 void pagemap_unregister(struct ftm_zone *zone, size_t size);
 
-/* The zone covering p, or NULL when no zone of ours does. Never faults. */
+/* The zone covering p, or NULL when no zone of ours does. Never faults. The
+ * root index is masked rather than range-checked: a non-canonical pointer
+ * aliases some 4 GiB window, and the exact chunk-start check that every
+ * caller makes next rejects it. */
 static inline struct ftm_zone *pagemap_zone(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	if (FTM_UNLIKELY(a >> FTM_ADDR_BITS))
-		return NULL;
 	struct ftm_zone **leaf = __atomic_load_n(
-	    &ftm_pagemap[a >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)], __ATOMIC_ACQUIRE);
+	    &ftm_pagemap[(a >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)) & ((1u << FTM_ROOT_BITS) - 1)],
+	    __ATOMIC_ACQUIRE);
 	if (FTM_UNLIKELY(!leaf))
 		return NULL;
 	return __atomic_load_n(&leaf[(a >> FTM_GRANULE_SHIFT) & ((1u << FTM_LEAF_BITS) - 1)],

@@ -150,16 +150,22 @@ FTM_COLD void free_slow(void *p, const char *call)
 	errno = saved;
 }
 
+/* A pointer is freed here only if it is exactly the start of a live chunk:
+ * off is a multiple of the chunk size (an interior, misaligned or header
+ * pointer is not), and its state says live. Past the last chunk, the state
+ * slot meta[capacity] exists and is never live, so no bound check. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (FTM_LIKELY(zone)) {
-		uint32_t index = zone_chunk_index(zone, p);
+		uint64_t off = (uintptr_t)p - zone->first;
+		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
 		struct ftm_bin *bin = &ftm_tls_tcache->bins[zone->cls];
-		if (FTM_LIKELY(index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE) &&
+		if (FTM_LIKELY(index * zone->size == off &&
+			       (meta_load(zone, (uint32_t)index) & FTM_META_LIVE) &&
 			       bin->count < bin->cap)) {
-			meta_store(zone, index, FTM_META_CACHED);
-			bin->slots[bin->count++] = token_make(p, index);
+			meta_store(zone, (uint32_t)index, FTM_META_CACHED);
+			bin->slots[bin->count++] = token_make(p, (uint32_t)index);
 			bin->frees++;
 			return;
 		}

@@ -33,8 +33,10 @@ void sizeclass_init(size_t page_size)
 		c->recip = (((uint64_t)1 << FTM_RECIP_SHIFT) + c->size - 1) / c->size;
 		for (c->zone_shift = FTM_ZONE_MIN_SHIFT;; c->zone_shift++) {
 			size_t zone = (size_t)1 << c->zone_shift;
-			/* meta is sized for the chunks that would fit with no header */
-			size_t header = sizeof(struct ftm_zone) + (zone / c->size) * sizeof(uint16_t);
+			/* meta is sized for the chunks that would fit with no header,
+			 * plus one: meta[capacity] exists and stays FREE, so free's
+			 * fast path needs no bound check (see ftm_free) */
+			size_t header = sizeof(struct ftm_zone) + (zone / c->size + 1) * sizeof(uint16_t);
 			c->data_offset = (uint32_t)round_up(header, page_size);
 			c->capacity = (uint32_t)((zone - c->data_offset) / c->size);
 			if (c->capacity >= FTM_ZONE_MIN_CHUNKS)

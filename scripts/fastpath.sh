@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Instructions per malloc+free pair on the thread-cache hit path, for
+# ft_malloc and the peers, counted by callgrind (exact and repeatable on a
+# noisy machine): bench/fastpath.c runs N and 2N rounds; the difference in
+# total instructions divided by N is the cost of one pair, start-up and exit
+# cancelled out. Writes bench/results/fastpath.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { bash scripts/deps.sh bench; apt-get install -y valgrind >/dev/null; }
+make -s
+mkdir -p bench/build bench/results
+cc -O2 -o bench/build/fastpath bench/fastpath.c
+lib_of() { dpkg -L "$1" 2>/dev/null | grep -E "/$2[^/]*\.so[.0-9]*$" | head -n 1; }
+declare -A libs=(
+	[glibc]=""
+	[jemalloc]="$(lib_of libjemalloc2 libjemalloc)"
+	[tcmalloc]="$(lib_of libtcmalloc-minimal4 libtcmalloc_minimal)"
+	[mimalloc]="$(lib_of libmimalloc2.0 libmimalloc)"
+	[ft_malloc]="$PWD/libft_malloc.so"
+)
+n=100000
+count() { # LIB ROUNDS SIZE -> total instructions
+	local out
+	out=$(mktemp)
+	env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+		bench/build/fastpath "$2" "$3" 2>"$out" >/dev/null
+	sed -nE 's/.*Collected : ([0-9]+).*/\1/p' "$out"
+	rm -f "$out"
+}
+{
+	echo "# Fast path: instructions per malloc+free pair (thread-cache hit)"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), callgrind; (I(2N) - I(N)) / N with N = $n, one size per column."
+	echo
+	echo "| allocator | 16 B | 64 B | 256 B | 1000 B | 4000 B |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for name in glibc jemalloc tcmalloc mimalloc ft_malloc; do
+		lib=${libs[$name]}
+		[ "$name" = glibc ] || [ -n "$lib" ] || continue
+		row="| $name"
+		for size in 16 64 256 1000 4000; do
+			a=$(count "$lib" "$n" "$size")
+			b=$(count "$lib" $((2 * n)) "$size")
+			row="$row | $(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')"
+		done
+		echo "$row |"
+	done
+	echo
+	echo "The loop itself (call, store, load, add, loop) is part of every column."
+} | tee bench/results/fastpath.md
