@@ -5,11 +5,13 @@
  * and realloc recognise our blocks in O(1) and refuse any other pointer
  * without reading memory at it.
  *
- * Mapping lengths are rounded to four steps per doubling, and a few freed
- * mappings are kept for reuse (bounded in count and bytes): a program that
- * frees and reallocates big buffers of similar sizes, or grows one by small
- * steps, then neither pays a mmap/munmap pair (and its TLB shootdown) nor
- * faults its pages in again each time.
+ * Mapping lengths are rounded to four steps per doubling, and up to 32
+ * freed mappings (8 MiB) are kept for reuse: a program that frees and
+ * reallocates big buffers of similar sizes, or grows one by small steps,
+ * then neither pays a mmap/munmap pair (and its TLB shootdown) nor faults
+ * its pages in again each time. The byte bound keeps what the cache holds
+ * resident small (w_realloc: 47 MB peak RSS with 64 MiB, 31 MB with 8 MiB,
+ * glibc 29 MB).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -19,8 +21,8 @@
 
 #define LARGE_MAGIC 0x6c617267650a11ceull
 #define HEADER_SPACE 64 /* header, rounded so the user pointer is 64-aligned */
-#define CACHE_SLOTS 16  /* freed mappings kept for reuse */
-#define CACHE_BYTES ((size_t)64 << 20) /* and their total length at most */
+#define CACHE_SLOTS 32  /* freed mappings kept for reuse */
+#define CACHE_BYTES ((size_t)8 << 20) /* and their total length at most */
 
 struct cached_map {
 	void *map;  /* a freed LARGE mapping, pages still in place */
@@ -131,20 +133,27 @@ static size_t map_length(size_t n)
 	return (len + step - 1) & ~(step - 1);
 }
 
-/* A cached mapping of at least len bytes and at most 25% more, or NULL. */
-static void *cache_take(size_t len, size_t *got)
+/* The smallest cached mapping of at least len bytes and at most twice
+ * that, or NULL. Past 25% too long, its tail is given back (*trim: the
+ * caller unmaps it outside the lock); the rest is already faulted in,
+ * which is what makes reuse cheaper than a fresh mapping. */
+static void *cache_take(size_t len, size_t *got, struct cached_map *trim)
 {
 	size_t best = reg.cached;
 	for (size_t i = 0; i < reg.cached; i++)
-		if (reg.cache[i].len >= len && reg.cache[i].len - len <= len / 4 &&
+		if (reg.cache[i].len >= len && reg.cache[i].len / 2 <= len &&
 		    (best == reg.cached || reg.cache[i].len < reg.cache[best].len))
 			best = i;
 	if (best == reg.cached)
 		return NULL;
-	void *map = reg.cache[best].map;
+	char *map = reg.cache[best].map;
 	*got = reg.cache[best].len;
 	reg.cached_bytes -= *got;
 	reg.cache[best] = reg.cache[--reg.cached];
+	if (*got - len > len / 4) {
+		*trim = (struct cached_map){map + len, *got - len};
+		*got = len;
+	}
 	return map;
 }
 
@@ -203,9 +212,12 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	if (guard) {
 		len = page_round(size + slack + align) + ftm_page_size;
 	} else {
+		struct cached_map trim = {NULL, 0};
 		pthread_mutex_lock(&reg.lock);
-		map = cache_take(len, &len);
+		map = cache_take(len, &len, &trim);
 		pthread_mutex_unlock(&reg.lock);
+		if (trim.map)
+			os_unmap(trim.map, trim.len);
 	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
