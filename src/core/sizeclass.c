@@ -18,11 +18,14 @@ static size_t round_up(size_t n, size_t to)
 	return (n + to - 1) & ~(to - 1);
 }
 
-/* Thread cache bound: about 32 KiB of each class, between 4 and 64 chunks. */
+/* Thread cache bound: about 8 KiB of each class, between 4 and 32 chunks.
+ * Cached chunks stay resident: 32 KiB/64 made 8-thread w_threads peak at
+ * 11.4 MB, this 10.2 MB (glibc 9.9 MB), prodcons 8.2 -> 6.3 MB, with no
+ * CPU cost visible in the noise. */
 static uint32_t tcache_cap_for(uint32_t size)
 {
-	uint32_t cap = 32768 / size;
-	return cap < 4 ? 4 : cap > 64 ? 64 : cap;
+	uint32_t cap = 8192 / size;
+	return cap < 4 ? 4 : cap > 32 ? 32 : cap;
 }
 
 void sizeclass_init(size_t page_size)
