@@ -84,7 +84,7 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
 uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want);
-void zone_put(struct ftm_zone *zone, void *chunk, uint32_t index);
+void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
 static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)

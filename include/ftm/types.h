@@ -55,10 +55,12 @@ struct ftm_class {
 /* ------------------------------------------------------------------------ */
 
 /* Per-chunk state in zone->meta. A live chunk keeps how many bytes of its
- * class the caller did not ask for, so show_alloc_mem prints the exact size. */
-#define FTM_META_FREE 0x0000u   /* in the zone's free list or never carved */
-#define FTM_META_CACHED 0x4000u /* sitting in some thread's cache */
-#define FTM_META_LIVE 0x8000u   /* owned by the program; low bits: slack */
+ * class the caller did not ask for, so show_alloc_mem prints the exact size.
+ * A free chunk's state is its free-list link: the next free chunk's index
+ * + 1, or 0 at the end of the list (and for chunks never carved). */
+#define FTM_META_FREE_MAX 0x3fffu /* up to here: free (value = link) */
+#define FTM_META_CACHED 0x4000u   /* sitting in some thread's cache */
+#define FTM_META_LIVE 0x8000u     /* owned by the program; low bits: slack */
 #define FTM_META_SLACK 0x3fffu
 
 enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
@@ -80,7 +82,8 @@ struct ftm_zone {
 	uint32_t used;               /* chunks handed out: live or in a thread cache */
 	uint32_t carved;             /* chunks [carved, capacity) were never touched */
 	uint32_t in_avail;           /* 1 while on the arena's avail list */
-	uintptr_t free_list;         /* returned chunks, links mangled (see zone.c) */
+	uint32_t free_head;          /* first free chunk's index + 1 (0: none); links in meta */
+	uint32_t unused;
 	uint16_t meta[];             /* per chunk: FTM_META_* */
 };
 

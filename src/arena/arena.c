@@ -166,7 +166,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uin
 
 static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uintptr_t token)
 {
-	zone_put(zone, token_chunk(token), token_index(token));
+	zone_put(zone, token_index(token));
 	if (!zone->in_avail)
 		avail_insert(arena, zone);
 	arena->stats.chunks_out--;

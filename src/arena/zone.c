@@ -4,10 +4,11 @@
  * returned chunks first, then carved from never-touched memory, so pages a
  * program never needed are never faulted in.
  *
- * The free list lives inside the free chunks; each link is stored XORed with
- * the process secret and the address of the link itself (safe-linking), and
- * every decoded link is checked against the zone before it is followed, so a
- * write after free cannot make malloc hand out an arbitrary address.
+ * The free list lives out of line, in the per-chunk state array: a free
+ * chunk's state is the index + 1 of the next free chunk (0 ends the list).
+ * Nothing of the allocator's is ever stored inside a chunk, so a write after
+ * free cannot steer malloc anywhere, and returning or refilling a batch
+ * touches the dense state array instead of one cache line per chunk.
  *
  * Every function here runs under the owning arena's lock.
  */
@@ -25,11 +26,6 @@ bool zone_check(const struct ftm_zone *zone)
 	return zone->check == zone_seal(zone) && zone->cls < FTM_CLASS_COUNT;
 }
 
-static uintptr_t link_key(const void *chunk)
-{
-	return ftm_secret ^ ((uintptr_t)chunk >> 4);
-}
-
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 {
 	size_t size = (size_t)1 << ftm_classes[cls].zone_shift;
@@ -40,7 +36,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 		os_unmap(zone, size);
 		return NULL;
 	}
-	/* the mapping is zeroed: every chunk starts FTM_META_FREE */
+	/* the mapping is zeroed: every chunk starts free, no list yet */
 	const struct ftm_class *c = &ftm_classes[cls];
 	zone->first = (uintptr_t)zone + c->data_offset;
 	zone->recip = c->recip;
@@ -59,21 +55,18 @@ void zone_destroy(struct ftm_zone *zone)
 	os_unmap(zone, size);
 }
 
-/* The chunk after `chunk` on the free list, or NULL at the end. A link that
- * does not decode to a free chunk of this zone means the chunk was written
- * after it was freed: report it and drop the rest of the list (those chunks
- * are leaked, which is safe; following the link is not). */
-static void *free_list_next(struct ftm_zone *zone, void *chunk)
+/* The free chunk after `index`, or 0 at the end of the list. A link that
+ * does not name a carved chunk in a free state means the state array was
+ * overwritten: report it and end the list there (the chunks after it leak,
+ * which is safe; following the link could hand out a live chunk). */
+static uint32_t free_list_next(struct ftm_zone *zone, uint32_t index)
 {
-	uintptr_t next = *(uintptr_t *)chunk ^ link_key(chunk);
-	if (!next)
-		return NULL;
-	uint32_t index = zone_chunk_index(zone, (void *)next);
-	if (index == UINT32_MAX || index >= zone->carved || meta_load(zone, index) != FTM_META_FREE) {
+	uint32_t next = meta_load(zone, index);
+	if (next && (next > zone->carved || meta_load(zone, next - 1) > FTM_META_FREE_MAX)) {
 		report_error("malloc", "corrupted free list in zone of", zone);
-		return NULL;
+		return 0;
 	}
-	return (void *)next;
+	return next;
 }
 
 /* Hands up to `want` chunks (as tokens) to a thread cache; they become
@@ -81,15 +74,12 @@ static void *free_list_next(struct ftm_zone *zone, void *chunk)
 uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want)
 {
 	uint32_t got = 0;
-	void *chunk = (void *)(zone->free_list ? zone->free_list ^ link_key(&zone->free_list) : 0);
-	while (got < want && chunk) {
-		void *next = free_list_next(zone, chunk);
-		uint32_t index = zone_chunk_index(zone, chunk);
+	while (got < want && zone->free_head) {
+		uint32_t index = zone->free_head - 1;
+		zone->free_head = free_list_next(zone, index);
 		meta_store(zone, index, FTM_META_CACHED);
-		out[got++] = token_make(chunk, index);
-		chunk = next;
+		out[got++] = token_make(zone_chunk(zone, index), index);
 	}
-	zone->free_list = chunk ? (uintptr_t)chunk ^ link_key(&zone->free_list) : 0;
 	while (got < want && zone->carved < zone->capacity) {
 		uint32_t index = zone->carved++;
 		meta_store(zone, index, FTM_META_CACHED);
@@ -100,11 +90,9 @@ uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want)
 }
 
 /* Takes back one chunk (cached or live) from a thread. */
-void zone_put(struct ftm_zone *zone, void *chunk, uint32_t index)
+void zone_put(struct ftm_zone *zone, uint32_t index)
 {
-	void *head = (void *)(zone->free_list ? zone->free_list ^ link_key(&zone->free_list) : 0);
-	*(uintptr_t *)chunk = (uintptr_t)head ^ link_key(chunk);
-	zone->free_list = (uintptr_t)chunk ^ link_key(&zone->free_list);
-	meta_store(zone, index, FTM_META_FREE);
+	meta_store(zone, index, (uint16_t)zone->free_head);
+	zone->free_head = index + 1;
 	zone->used--;
 }

@@ -4,9 +4,7 @@
  * always fall to the slow ones, which call these hooks), so with every
  * option off the fast paths carry no debug test at all.
  *
- *  - scribble: new blocks read 0xAA (not calloc's), freed ones 0x55 (but
- *    for the first 8 bytes of a TINY/SMALL chunk, which hold its mangled
- *    free-list link);
+ *  - scribble: new blocks read 0xAA (not calloc's), freed ones 0x55;
  *  - guard: a TINY/SMALL block gets at least one byte of slack, filled with
  *    a canary checked on free and realloc (an overflow is reported with the
  *    address and the size class); LARGE blocks end against a PROT_NONE page
