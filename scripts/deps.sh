@@ -5,6 +5,8 @@
 #   bash scripts/deps.sh test    # `make test`: compiler, Criterion, redis, git...
 #   bash scripts/deps.sh bench   # benchmarks: hyperfine, other allocators, gnuplot
 #   bash scripts/deps.sh demo    # `make demo`: just a compiler and make
+#   bash scripts/deps.sh fuzz    # `make fuzz`: clang and its libFuzzer/sanitizer runtimes
+#   bash scripts/deps.sh heapmap # tests/heapmap: headless Chromium, python3
 #
 # Each package is checked with dpkg-query; apt-get runs (update, then a
 # non-interactive install without recommends) only when something is missing.
@@ -16,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: bash scripts/deps.sh test|bench|demo" >&2
+	echo "usage: bash scripts/deps.sh test|bench|demo|heapmap|fuzz" >&2
 	exit 2
 }
 
@@ -37,6 +39,14 @@ bench)
 	;;
 demo)
 	wanted=("${build_tools[@]}")
+	;;
+fuzz)
+	# libclang-rt-14-dev holds libFuzzer and clang's ASan/UBSan runtimes
+	wanted=("${build_tools[@]}" clang libclang-rt-14-dev)
+	;;
+heapmap)
+	# chromium renders the page scripts/heapmap writes (checked headless)
+	wanted=("${build_tools[@]}" chromium python3)
 	;;
 *)
 	usage

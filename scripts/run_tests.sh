@@ -3,6 +3,7 @@
 #   unit tests   build/tests/unit_*    the core linked statically, no override
 #   api, stress  build/tests/api_*, build/tests/stress_*   on libft_malloc.so (linked and preloaded)
 #   programs     tests/programs/run.sh real programs under LD_PRELOAD, outputs compared
+#   heapmap      tests/heapmap/run.sh  JSON dump vs show_alloc_mem, rendered page in headless Chromium
 set -uo pipefail
 cd "$(dirname "$0")/.."
 lib="$PWD/libft_malloc.so"
@@ -46,17 +47,23 @@ for bin in build/tests/api_* build/tests/stress_*; do
 	[ -x "$bin" ] && run_suite "$bin" env LD_PRELOAD="$lib"
 done
 
-if [ -f tests/programs/run.sh ]; then
-	echo "== programs"
-	bash tests/programs/run.sh "$lib" | tee "$log"
-	line=$(grep -E '^programs: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+# Script suites end with "NAME: N passed, M failed".
+run_script() {
+	local name=$1 script=$2
+	echo "== $name"
+	bash "$script" "$lib" | tee "$log"
+	local line
+	line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
 	if [ -n "$line" ]; then
-		passed=$((passed + $(sed -E 's/programs: ([0-9]+) passed.*/\1/' <<<"$line")))
+		passed=$((passed + $(sed -E "s/$name: ([0-9]+) passed.*/\\1/" <<<"$line")))
 		failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
 	else
 		failed=$((failed + 1))
 	fi
-fi
+}
+
+run_script programs tests/programs/run.sh
+run_script heapmap tests/heapmap/run.sh
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -252,7 +252,7 @@ extern uint64_t ftm_os_maps;   /* successful mmap/mremap calls */
 extern uint64_t ftm_os_unmaps; /* munmap calls */
 void *os_map(size_t size);
 bool os_protect_none(void *p, size_t size);
-int os_open_append(const char *path);
+int os_open_write(const char *path, bool append);
 uint64_t os_now_ns(void);
 uint32_t os_thread_id(void);
 void *os_map_aligned(size_t size, size_t align);

@@ -26,11 +26,12 @@ static void on_fatal_signal(int sig)
 	raise(sig);
 }
 
-/* Where the JSON dump goes: FT_MALLOC_DUMP's file, else the report fd. */
+/* Where the JSON dump goes: FT_MALLOC_DUMP's file, rewritten so it always
+ * holds one whole dump (the latest), else the report fd. */
 static void dump_heap(bool wait)
 {
 	const char *path = ftm_option_text[FTM_OPT_DUMP];
-	int fd = path ? os_open_append(path) : ftm_report_fd;
+	int fd = path ? os_open_write(path, false) : ftm_report_fd;
 	if (fd < 0)
 		return;
 	heap_dump_json(fd, wait);
@@ -73,7 +74,7 @@ void debug_init(void)
 	if (output) {
 		int fd = parse_fd(output);
 		if (fd < 0)
-			fd = os_open_append(output);
+			fd = os_open_write(output, true);
 		if (fd >= 0)
 			ftm_report_fd = fd;
 		else

@@ -44,9 +44,10 @@ bool os_protect_none(void *p, size_t size)
 	return mprotect(p, size, PROT_NONE) == 0;
 }
 
-int os_open_append(const char *path)
+/* A file to write reports to: appended to, or started anew. */
+int os_open_write(const char *path, bool append)
 {
-	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	return open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
 }
 
 uint64_t os_now_ns(void)
