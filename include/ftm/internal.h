@@ -180,7 +180,7 @@ extern bool ftm_debug; /* scribble, guard or history on: no thread caches */
 size_t debug_request(size_t size);
 void debug_on_alloc(void *p, size_t size, size_t usable, bool large);
 void debug_check(const char *call, const void *p, size_t size, size_t usable, bool large);
-void debug_on_free(void *p, size_t size, size_t usable, bool large);
+void debug_on_free(const char *call, void *p, size_t size, size_t usable, bool large);
 bool history_init(size_t entries);
 void history_record(enum history_op op, const void *p, size_t size);
 void history_print(struct ftm_out *o);
@@ -269,6 +269,8 @@ void ftm_free(void *ptr);
 void *malloc_aligned(size_t size, size_t align);
 void chunk_set_size(void *p, size_t size);
 void report_bad_pointer(const void *p, const char *call);
+bool free_checked(void *p, const char *call);
+void *debug_block_alloc(size_t size);
 void free_slow(void *p, const char *call);
 
 #endif

@@ -30,8 +30,8 @@ static struct ftm_tcache *thread_cache(void)
 }
 
 /* Debug mode (see debug/checks.c): every block straight from its arena or
- * the registry, with the hooks around it. */
-static void *malloc_debug(size_t size)
+ * the registry, with the hooks around it (the caller records the history). */
+void *debug_block_alloc(size_t size)
 {
 	size_t need = debug_request(size);
 	if (need > FTM_SMALL_MAX) {
@@ -55,8 +55,12 @@ static void *malloc_debug(size_t size)
 FTM_COLD static void *malloc_slow(size_t size)
 {
 	ftm_ensure_init();
-	if (FTM_UNLIKELY(ftm_debug))
-		return malloc_debug(size);
+	if (FTM_UNLIKELY(ftm_debug)) {
+		void *p = debug_block_alloc(size);
+		if (p)
+			history_record(HISTORY_MALLOC, p, size);
+		return p;
+	}
 	if (size > FTM_SMALL_MAX)
 		return large_alloc(size, FTM_ALIGN, false);
 	uint32_t cls = size_class(size);
@@ -104,33 +108,34 @@ void report_bad_pointer(const void *p, const char *call)
 }
 
 /* Frees p after checking it is a live chunk or LARGE block of ours; reports
- * and ignores it otherwise, naming `call`. */
-static void free_checked(void *p, const char *call)
+ * and ignores it otherwise, naming `call`. Returns whether p was freed. */
+bool free_checked(void *p, const char *call)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (!zone) {
 		size_t size, usable;
 		if (FTM_UNLIKELY(ftm_debug) && large_lookup(p, &size, &usable))
-			debug_on_free(p, size, usable, true);
-		if (!large_free(p))
-			report_bad_pointer(p, call);
-		return;
+			debug_on_free(call, p, size, usable, true);
+		if (large_free(p))
+			return true;
+		report_bad_pointer(p, call);
+		return false;
 	}
 	uint32_t index = zone_chunk_index(zone, p);
 	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
 	if (!(meta & FTM_META_LIVE) || !zone_check(zone)) {
 		report_bad_pointer(p, call);
-		return;
+		return false;
 	}
 	if (FTM_UNLIKELY(ftm_debug)) {
-		debug_on_free(p, zone->size - (meta & FTM_META_SLACK), zone->size, false);
+		debug_on_free(call, p, zone->size - (meta & FTM_META_SLACK), zone->size, false);
 		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
 	struct ftm_tcache *tc = thread_cache();
 	uintptr_t token = token_make(p, index);
 	if (!tc) {
 		arena_return(&token, 1);
-		return;
+		return true;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->count == bin->cap)
@@ -138,6 +143,7 @@ static void free_checked(void *p, const char *call)
 	meta_store(zone, index, FTM_META_CACHED);
 	bin->slots[bin->count++] = token;
 	bin->frees++;
+	return true;
 }
 
 /* free's slow path, also realloc(p, 0)'s: errno survives whatever happens. */
@@ -146,7 +152,8 @@ FTM_COLD void free_slow(void *p, const char *call)
 	if (!p)
 		return;
 	int saved = errno;
-	free_checked(p, call);
+	if (free_checked(p, call) && FTM_UNLIKELY(ftm_debug))
+		history_record(HISTORY_FREE, p, 0);
 	errno = saved;
 }
 

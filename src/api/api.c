@@ -19,10 +19,9 @@ FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (total > FTM_SMALL_MAX) {
-		ftm_ensure_init();
+	ftm_ensure_init();
+	if (total > FTM_SMALL_MAX && !ftm_debug)
 		return large_alloc(total, FTM_ALIGN, true);
-	}
 	void *p = ftm_malloc(total);
 	if (p)
 		memset(p, 0, total);
@@ -45,8 +44,8 @@ static bool block_sizes(const void *p, size_t *size, size_t *room)
 	return true;
 }
 
-/* Debug mode: every realloc moves, so the canary is checked and the old
- * block scribbled. */
+/* Debug mode: every realloc moves, so the old block's canary is checked
+ * (reported as realloc's) and it is scribbled; one history entry. */
 static void *realloc_debug(void *p, size_t size)
 {
 	size_t old, room;
@@ -55,13 +54,12 @@ static void *realloc_debug(void *p, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	debug_check("realloc", p, old, room, !pagemap_zone(p));
-	void *q = ftm_malloc(size);
+	void *q = debug_block_alloc(size);
 	if (!q)
 		return NULL;
 	memcpy(q, p, old < size ? old : size);
+	free_checked(p, "realloc");
 	history_record(HISTORY_REALLOC, q, size);
-	ftm_free(p);
 	return q;
 }
 
@@ -151,7 +149,12 @@ void *malloc_aligned(size_t size, size_t align)
 			chunk_set_size(p, size);
 		return p;
 	}
-	return large_alloc(size, align, false);
+	void *p = large_alloc(size, align, false);
+	if (p && FTM_UNLIKELY(ftm_debug)) {
+		debug_on_alloc(p, size, size, true);
+		history_record(HISTORY_MALLOC, p, size);
+	}
+	return p;
 }
 
 FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)

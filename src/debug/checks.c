@@ -9,7 +9,8 @@
  *    a canary checked on free and realloc (an overflow is reported with the
  *    address and the size class); LARGE blocks end against a PROT_NONE page
  *    (large.c), so an overflow faults at the first byte past the end;
- *  - history: every operation goes to the ring (history.c).
+ *  - history: every operation goes to the ring (history.c); the callers
+ *    record it, one entry per call.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ bool ftm_debug;
 /* Bytes to allocate for a request: one more under guard, for the canary. */
 size_t debug_request(size_t size)
 {
-	return ftm_options[FTM_OPT_GUARD] && size < FTM_SMALL_MAX ? size + 1 : size;
+	return ftm_options[FTM_OPT_GUARD] && size <= FTM_SMALL_MAX ? size + 1 : size;
 }
 
 static size_t canary_len(size_t size, size_t usable)
@@ -41,7 +42,6 @@ void debug_on_alloc(void *p, size_t size, size_t usable, bool large)
 		memset(p, SCRIBBLE_NEW, size);
 	if (ftm_options[FTM_OPT_GUARD] && !large)
 		memset((char *)p + size, CANARY, canary_len(size, usable));
-	history_record(HISTORY_MALLOC, p, size);
 }
 
 /* Checks the canary of a block about to be freed or moved; reports a heap
@@ -74,10 +74,9 @@ void debug_check(const char *call, const void *p, size_t size, size_t usable, bo
 		}
 }
 
-void debug_on_free(void *p, size_t size, size_t usable, bool large)
+void debug_on_free(const char *call, void *p, size_t size, size_t usable, bool large)
 {
-	debug_check("free", p, size, usable, large);
+	debug_check(call, p, size, usable, large);
 	if (ftm_options[FTM_OPT_SCRIBBLE])
 		memset(p, SCRIBBLE_FREED, large ? size : usable);
-	history_record(HISTORY_FREE, p, 0);
 }

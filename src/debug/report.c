@@ -75,10 +75,16 @@ void debug_init(void)
 		int fd = parse_fd(output);
 		if (fd < 0)
 			fd = os_open_write(output, true);
-		if (fd >= 0)
+		if (fd >= 0) {
 			ftm_report_fd = fd;
-		else
-			report_error("init", "cannot open FT_MALLOC_OUTPUT, reporting on fd 2 instead of", output);
+		} else {
+			struct ftm_out o = {.fd = 2};
+			out_str(&o, "ft_malloc: cannot open FT_MALLOC_OUTPUT=");
+			out_str(&o, output);
+			out_str(&o, ", reporting on stderr");
+			out_line_end(&o);
+			out_flush(&o);
+		}
 	}
 	if (ftm_options[FTM_OPT_HISTORY] > 0 && history_init((size_t)ftm_options[FTM_OPT_HISTORY]))
 		for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(*fatal_signals); i++)

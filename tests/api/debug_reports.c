@@ -1,0 +1,1159 @@
+/*
+ * The reports of issue 4, each from a fresh process: FT_MALLOC_LEAK_REPORT,
+ * FT_MALLOC_STATS, FT_MALLOC_OUTPUT (a path or a file descriptor),
+ * FT_MALLOC_DUMP and FT_MALLOC_DUMP_SIGNAL, and silence when no option is
+ * set (or every option is set to off).
+ *
+ * Options are read once at start-up and the reports are written at exit,
+ * so every case re-executes this binary (/proc/self/exe) with the options
+ * and a marker variable; a constructor below runs the scenario before
+ * Criterion's main and calls exit(), which runs the library's exit report.
+ * The child never uses stdio (it allocates buffers that would show up as
+ * leaks); it writes what it did, e.g. the address and size of each block
+ * it leaves live, to fd 3 with write(2). The parent captures fds 1 to 4 and
+ * compares the reports with the child's own account:
+ *
+ *  - leak report: the whole text, byte for byte (header with count and
+ *    bytes, one line per size class group, LARGE last, then each live block
+ *    in address order with its size and class), and nothing but the header
+ *    when every block was freed;
+ *  - stats: every line parsed strictly; each arena's zone and in-use
+ *    counters are the sums of its class lines, the total's mallocs the sum
+ *    of all class lines; for two classes only the child uses, mallocs,
+ *    frees and in-use bytes equal what it did (one class from the main
+ *    thread, one from a thread that exited); LARGE blocks, mmap and munmap
+ *    counts cover what it mapped and unmapped;
+ *  - output: with FT_MALLOC_OUTPUT=path or =fd, diagnostics and reports go
+ *    there and nothing to stderr; an unusable path is reported on stderr;
+ *  - dump: every JSON line parsed strictly (flat objects, documented keys
+ *    in order), the structure checked (zones and LARGE mappings in address
+ *    order, states and chunk lines agreeing, end totals) and the live
+ *    blocks equal to the child's, at exit and on each FT_MALLOC_DUMP_SIGNAL;
+ *  - quiet: with no option, nothing at all is printed.
+ *
+ * ft_malloc only.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ft_malloc.h"
+
+#define MARKER "FTM_TEST_DEBUG_REPORTS_CHILD"
+
+extern char **environ;
+
+/* ======================================================================== */
+/* Child side: no stdio, notes written to fd 3.                             */
+/* ======================================================================== */
+
+static void *opaque(void *p)
+{
+	__asm__ volatile("" : "+r"(p));
+	return p;
+}
+
+static void note(const char *s)
+{
+	size_t n = strlen(s);
+	if (write(3, s, n) != (ssize_t)n)
+		_exit(120);
+}
+
+static void note_num(uint64_t v, int base)
+{
+	char tmp[24];
+	size_t i = sizeof tmp;
+	do {
+		tmp[--i] = "0123456789abcdef"[v % (unsigned)base];
+		v /= (unsigned)base;
+	} while (v);
+	if (base == 16) {
+		tmp[--i] = 'x';
+		tmp[--i] = '0';
+	}
+	if (write(3, tmp + i, sizeof tmp - i) != (ssize_t)(sizeof tmp - i))
+		_exit(120);
+}
+
+/* "0xADDR SIZE\n": a block the child leaves live. */
+static void *note_live(void *p, size_t size)
+{
+	if (!p)
+		_exit(121);
+	note_num((uintptr_t)p, 16);
+	note(" ");
+	note_num(size, 10);
+	note("\n");
+	return p;
+}
+
+static void *keep_malloc(size_t size)
+{
+	return note_live(malloc(size), size);
+}
+
+/* "freed 0xADDR\n": a block the child freed. */
+static void free_noted(void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	free(opaque(p));
+	note("freed ");
+	note_num(a, 16);
+	note("\n");
+}
+
+/* Leaves a known set of blocks of every kind live, frees others. */
+static void child_leaks(void)
+{
+	static const size_t sizes[] = {24, 24, 24, 100, 0, 3000, 3000, 20000, 40000, 100000};
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+		keep_malloc(sizes[i]);
+	free(opaque(malloc(50)));
+	free(opaque(malloc(5000)));
+	free(opaque(malloc(70000)));
+	char *r = malloc(64);
+	note_live(realloc(r, 4000), 4000);
+	note_live(calloc(3, 100), 300);
+	void *a = NULL;
+	if (posix_memalign(&a, 256, 256))
+		_exit(122);
+	note_live(a, 256);
+}
+
+static void child_no_leaks(void)
+{
+	void *v[8];
+	static const size_t sizes[] = {24, 100, 3000, 20000, 40000, 100000, 0, 512};
+	for (size_t i = 0; i < 8; i++)
+		v[i] = malloc(sizes[i]);
+	v[2] = realloc(v[2], 6000);
+	for (size_t i = 0; i < 8; i++)
+		free(v[i]);
+}
+
+/* A thread that uses the 10240 class alone: 7 mallocs, 3 frees, then exits
+ * (its cache goes home and its counters merge into its arena). */
+static void *stats_worker(void *arg)
+{
+	void **v = arg;
+	for (int i = 0; i < 7; i++)
+		v[i] = malloc(10000);
+	for (int i = 0; i < 3; i++)
+		free(v[i]);
+	return NULL;
+}
+
+static void child_stats(void)
+{
+	/* the 20480 class, from the main thread: 10 mallocs, 4 frees */
+	void *v[10];
+	for (int i = 0; i < 10; i++)
+		v[i] = malloc(20000);
+	for (int i = 0; i < 4; i++)
+		free(v[i * 2]);
+	/* the 10240 class, from a thread that has exited at exit */
+	static void *w[7];
+	pthread_t t;
+	if (pthread_create(&t, NULL, stats_worker, w) || pthread_join(t, NULL))
+		_exit(123);
+	/* two LARGE blocks live; one too big to keep cached: unmapped */
+	keep_malloc(40000);
+	keep_malloc(100000);
+	free(opaque(malloc(20 << 20)));
+	/* hand the main thread's cached chunks back: "in use" is then exactly
+	 * the live chunks */
+	malloc_trim(0);
+}
+
+/* A double free, a leaked block, then (with FT_MALLOC_GUARD) an overflow:
+ * three kinds of output for FT_MALLOC_OUTPUT. */
+static void child_output(void)
+{
+	char *p = malloc(40);
+	note("double ");
+	note_num((uintptr_t)p, 16);
+	note("\n");
+	char *volatile again = p;
+	free(p);
+	free(again);
+	keep_malloc(24);
+	if (getenv("FT_MALLOC_GUARD")) {
+		char *q = malloc(40);
+		note("overflow ");
+		note_num((uintptr_t)q, 16);
+		note("\n");
+		q[40] = 'X';
+		free(opaque(q));
+	}
+}
+
+static void dump_section(void)
+{
+	note("dump\n");
+}
+
+/* Blocks of every kind; some freed, two signal dumps, one at exit. */
+static void child_dump(void)
+{
+	int sig = getenv("FT_MALLOC_DUMP_SIGNAL") ? SIGUSR1 : 0;
+	dump_section();
+	void *live1[] = {keep_malloc(24), keep_malloc(24), keep_malloc(300), keep_malloc(3000),
+			 keep_malloc(40000)};
+	char *f1 = malloc(24), *f2 = malloc(24), *f3 = malloc(3000);
+	free_noted(f1);
+	free_noted(f2);
+	free_noted(f3);
+	if (!sig)
+		return;
+	raise(sig);
+	dump_section();
+	free_noted(live1[1]);
+	free_noted(live1[4]);
+	note_live(live1[0], 24);
+	note_live(live1[2], 300);
+	note_live(live1[3], 3000);
+	keep_malloc(5000);
+	keep_malloc(70000);
+	keep_malloc(0);
+	raise(sig);
+	/* the notes of the second dump stand for the exit dump too */
+}
+
+static void child_quiet(void)
+{
+	keep_malloc(24);
+	keep_malloc(40000);
+	char *p = malloc(3000);
+	p = realloc(p, 9000);
+	free(p);
+	p = calloc(10, 10);
+	free(p);
+	p = aligned_alloc(64, 128);
+	free(p);
+	show_alloc_mem_json(-1); /* a bad fd: nothing to see */
+}
+
+__attribute__((constructor)) static void debug_child(void)
+{
+	const char *mode = getenv(MARKER);
+	if (!mode)
+		return;
+	if (!strcmp(mode, "leaks"))
+		child_leaks();
+	else if (!strcmp(mode, "no_leaks"))
+		child_no_leaks();
+	else if (!strcmp(mode, "stats"))
+		child_stats();
+	else if (!strcmp(mode, "output"))
+		child_output();
+	else if (!strcmp(mode, "dump"))
+		child_dump();
+	else if (!strcmp(mode, "quiet"))
+		child_quiet();
+	else
+		_exit(99);
+	exit(0);
+}
+
+/* ======================================================================== */
+/* Parent side                                                              */
+/* ======================================================================== */
+
+#define CHILD_FDS 4 /* 1 stdout, 2 stderr, 3 notes, 4 spare (FT_MALLOC_OUTPUT=4) */
+
+struct child {
+	pid_t pid;
+	int status;
+	char *fd[CHILD_FDS + 1]; /* what the child wrote on fds 1..4 */
+};
+
+static char *slurp_fd(int fd)
+{
+	off_t len = lseek(fd, 0, SEEK_END);
+	cr_assert(len >= 0);
+	char *buf = malloc((size_t)len + 1);
+	cr_assert(buf);
+	ssize_t got = pread(fd, buf, (size_t)len, 0);
+	cr_assert(got == len);
+	buf[len] = '\0';
+	return buf;
+}
+
+static char *slurp_path(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	cr_assert(fd >= 0, "cannot open %s: %s", path, strerror(errno));
+	char *s = slurp_fd(fd);
+	close(fd);
+	return s;
+}
+
+/* Runs this binary as scenario `mode` with the FT_MALLOC_ settings in opts
+ * (NULL-terminated); nothing else of ours reaches the child. */
+static void run_child(const char *mode, const char *const *opts, struct child *c)
+{
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	char **envp = calloc(n + 16, sizeof *envp);
+	cr_assert(envp);
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "BXFI_", 5) && strncmp(environ[i], "FT_MALLOC_", 10) &&
+		    strncmp(environ[i], "FTM_TEST_", 9))
+			envp[k++] = environ[i];
+	char marker[128];
+	snprintf(marker, sizeof marker, "%s=%s", MARKER, mode);
+	envp[k++] = marker;
+	for (size_t i = 0; opts && opts[i] && k < n + 15; i++)
+		envp[k++] = (char *)opts[i];
+	envp[k] = NULL;
+
+	int fds[CHILD_FDS];
+	for (int i = 0; i < CHILD_FDS; i++) {
+		fds[i] = memfd_create("ftm_debug_child", 0);
+		cr_assert(fds[i] >= 0);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		struct rlimit no_core = {0, 0};
+		setrlimit(RLIMIT_CORE, &no_core);
+		int high[CHILD_FDS];
+		for (int i = 0; i < CHILD_FDS; i++)
+			if ((high[i] = fcntl(fds[i], F_DUPFD, 64)) < 0)
+				_exit(126);
+		for (int i = 0; i < CHILD_FDS; i++)
+			dup2(high[i], i + 1);
+		for (int i = 0; i < CHILD_FDS; i++)
+			close(high[i]);
+		char *argv[] = {"api_debug_reports", NULL};
+		execve("/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	c->pid = pid;
+	cr_assert(waitpid(pid, &c->status, 0) == pid);
+	c->fd[0] = NULL;
+	for (int i = 0; i < CHILD_FDS; i++) {
+		c->fd[i + 1] = slurp_fd(fds[i]);
+		close(fds[i]);
+	}
+	free(envp);
+}
+
+static void child_free(struct child *c)
+{
+	for (int i = 1; i <= CHILD_FDS; i++)
+		free(c->fd[i]);
+}
+
+#define OUT(c) ((c)->fd[1])
+#define ERR(c) ((c)->fd[2])
+#define NOTES(c) ((c)->fd[3])
+#define SPARE(c) ((c)->fd[4])
+
+static void assert_exit0(const struct child *c, const char *what)
+{
+	cr_assert(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0,
+		  "%s: child status %#x (exit %d, signal %d)\nstderr: %s\nnotes: %s", what, c->status,
+		  WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1,
+		  WIFSIGNALED(c->status) ? WTERMSIG(c->status) : 0, ERR(c), NOTES(c));
+}
+
+/* The size class of a request of n <= 32768 bytes, from the documented rule:
+ * 16-byte steps up to 128, then four equal steps per doubling. */
+static size_t class_of(size_t n)
+{
+	if (n <= 128)
+		return n ? (n + 15) & ~(size_t)15 : 16;
+	size_t low = 128;
+	while (low * 2 < n)
+		low *= 2;
+	size_t step = low / 4;
+	return (n + step - 1) / step * step;
+}
+
+/* Class sizes in index order, derived from class_of. */
+static size_t class_by_index(size_t index)
+{
+	size_t size = 0;
+	for (size_t i = 0; i <= index; i++)
+		size = class_of(size + 1);
+	return size;
+}
+
+/* ---- the child's notes ---------------------------------------------------- */
+
+struct block {
+	uintptr_t addr;
+	size_t size;
+};
+
+struct account {
+	struct block live[64];
+	size_t nlive;
+	uintptr_t freed[64];
+	size_t nfreed;
+};
+
+/* Parses the notes of dump section `section` (0-based; sections start with
+ * "dump\n"; without any, the whole notes are section 0). Live blocks of a
+ * section are those noted in it; freed ones accumulate over sections. */
+static void parse_account(const char *notes, int section, struct account *a)
+{
+	memset(a, 0, sizeof *a);
+	int current = strncmp(notes, "dump\n", 5) ? 0 : -1;
+	for (const char *line = notes; *line; line = strchr(line, '\n') + 1) {
+		uintptr_t addr;
+		size_t size;
+		if (!strncmp(line, "dump\n", 5)) {
+			current++;
+			if (current <= section)
+				a->nlive = 0;
+		} else if (current <= section && sscanf(line, "freed %lx", &addr) == 1) {
+			cr_assert(a->nfreed < 64);
+			a->freed[a->nfreed++] = addr;
+		} else if (current == section && !strncmp(line, "0x", 2) &&
+			   sscanf(line, "%lx %zu", &addr, &size) == 2) {
+			cr_assert(a->nlive < 64);
+			a->live[a->nlive++] = (struct block){addr, size};
+		}
+		cr_assert(strchr(line, '\n'), "unterminated note: %s", line);
+	}
+	cr_assert(current >= section, "the child noted no section %d:\n%s", section, notes);
+}
+
+static int by_addr(const void *x, const void *y)
+{
+	const struct block *a = x, *b = y;
+	return a->addr < b->addr ? -1 : a->addr > b->addr;
+}
+
+/* ======================================================================== */
+/* Leak report                                                              */
+/* ======================================================================== */
+
+/* The exact report for the blocks in a. */
+static void expected_leak_report(struct account *a, char *buf, size_t cap)
+{
+	qsort(a->live, a->nlive, sizeof *a->live, by_addr);
+	size_t bytes = 0;
+	for (size_t i = 0; i < a->nlive; i++)
+		bytes += a->live[i].size;
+	size_t len = (size_t)snprintf(buf, cap, "ft_malloc: leak report: %zu blocks, %zu bytes live at exit\n",
+				      a->nlive, bytes);
+	/* groups: classes by increasing size, LARGE last */
+	for (size_t index = 0; index <= 40; index++) {
+		size_t cls = index < 40 ? class_by_index(index) : 0;
+		size_t count = 0, sum = 0;
+		for (size_t i = 0; i < a->nlive; i++) {
+			size_t s = a->live[i].size;
+			if (index < 40 ? s <= 32768 && class_of(s) == cls : s > 32768) {
+				count++;
+				sum += s;
+			}
+		}
+		if (!count)
+			continue;
+		if (index == 40)
+			len += (size_t)snprintf(buf + len, cap - len, "  LARGE: %zu blocks, %zu bytes\n", count, sum);
+		else
+			len += (size_t)snprintf(buf + len, cap - len, "  %s %zu: %zu blocks, %zu bytes\n",
+						cls <= 512 ? "TINY" : "SMALL", cls, count, sum);
+	}
+	for (size_t i = 0; i < a->nlive; i++) {
+		size_t s = a->live[i].size;
+		if (s > 32768)
+			len += (size_t)snprintf(buf + len, cap - len, "  0x%lx : %zu bytes LARGE\n", a->live[i].addr, s);
+		else
+			len += (size_t)snprintf(buf + len, cap - len, "  0x%lx : %zu bytes class %zu\n",
+						a->live[i].addr, s, class_of(s));
+	}
+	cr_assert(len < cap);
+}
+
+Test(debug_leak_report, lists_exactly_the_leaked_blocks)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
+	struct child c;
+	run_child("leaks", opts, &c);
+	assert_exit0(&c, "leaks");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	cr_assert_eq(a.nlive, 13, "notes: %s", NOTES(&c));
+	char want[4096];
+	expected_leak_report(&a, want, sizeof want);
+	cr_assert_str_eq(ERR(&c), want, "leak report:\n%s\nexpected exactly:\n%s", ERR(&c), want);
+	cr_assert_str_eq(OUT(&c), "");
+	child_free(&c);
+}
+
+Test(debug_leak_report, nothing_live_nothing_listed)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=yes", NULL};
+	struct child c;
+	run_child("no_leaks", opts, &c);
+	assert_exit0(&c, "no_leaks");
+	cr_assert_str_eq(ERR(&c), "ft_malloc: leak report: 0 blocks, 0 bytes live at exit\n");
+	child_free(&c);
+}
+
+/* With guard on, blocks carry a canary byte: the report still gives the
+ * sizes the program asked for and the classes they came from. */
+Test(debug_leak_report, sizes_asked_for_under_guard)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", "FT_MALLOC_GUARD=1", NULL};
+	struct child c;
+	run_child("leaks", opts, &c);
+	assert_exit0(&c, "leaks under guard");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	size_t bytes = 0;
+	for (size_t i = 0; i < a.nlive; i++)
+		bytes += a.live[i].size;
+	char head[128];
+	snprintf(head, sizeof head, "ft_malloc: leak report: %zu blocks, %zu bytes live at exit\n", a.nlive, bytes);
+	cr_assert(!strncmp(ERR(&c), head, strlen(head)), "report:\n%s\nexpected to start with\n%s", ERR(&c), head);
+	for (size_t i = 0; i < a.nlive; i++) {
+		char line[128];
+		snprintf(line, sizeof line, "  0x%lx : %zu bytes ", a.live[i].addr, a.live[i].size);
+		cr_assert(strstr(ERR(&c), line), "block %s missing from\n%s", line, ERR(&c));
+	}
+	child_free(&c);
+}
+
+/* ======================================================================== */
+/* Statistics                                                               */
+/* ======================================================================== */
+
+struct class_line {
+	size_t arena, cls;
+	uint64_t mallocs, frees, in_use, peak, zones_plus, zones_minus, hits;
+};
+
+struct arena_line {
+	uint64_t zones_mapped, zones_unmapped, bytes_mapped, in_use, contended;
+};
+
+/* sscanf with every byte consumed, then re-printed identically. */
+#define PARSE_EXACT(line, fmt, nvals, reprint, ...)                                                           \
+	({                                                                                                    \
+		int used_ = -1;                                                                               \
+		int ok_ = sscanf(line, fmt "%n", __VA_ARGS__, &used_) == (nvals) && used_ == (int)strlen(line); \
+		if (ok_) {                                                                                    \
+			char again_[512];                                                                     \
+			reprint;                                                                              \
+			ok_ = !strcmp(again_, line);                                                          \
+		}                                                                                             \
+		ok_;                                                                                          \
+	})
+
+Test(debug_stats, counters_add_up)
+{
+	static const char *const opts[] = {"FT_MALLOC_STATS=1", NULL};
+	struct child c;
+	run_child("stats", opts, &c);
+	assert_exit0(&c, "stats");
+	cr_assert_str_eq(OUT(&c), "");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	cr_assert_eq(a.nlive, 2);
+
+	char *text = strdup(ERR(&c));
+	struct arena_line arenas[256];
+	struct class_line classes[512];
+	size_t narenas = 0, nclasses = 0, ntotal = 0;
+	uint64_t total_mallocs = 0, total_hits = 0, large_blocks = 0, large_bytes = 0, maps = 0, unmaps = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		cr_assert(ntotal == 0, "a line after the total line: %s", line);
+		size_t idx;
+		struct arena_line al;
+		struct class_line cl;
+		if (!strncmp(line, "ft_malloc: arena ", 17)) {
+			cr_assert(PARSE_EXACT(line,
+					      "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, bytes mapped %lu, "
+					      "in use %lu, lock contended %lu",
+					      6,
+					      snprintf(again_, sizeof again_,
+						       "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, bytes "
+						       "mapped %lu, in use %lu, lock contended %lu",
+						       idx, al.zones_mapped, al.zones_unmapped, al.bytes_mapped, al.in_use,
+						       al.contended),
+					      &idx, &al.zones_mapped, &al.zones_unmapped, &al.bytes_mapped, &al.in_use,
+					      &al.contended),
+				  "bad arena line: \"%s\"", line);
+			cr_assert_eq(idx, narenas, "arena lines out of order: %s", line);
+			cr_assert(narenas < 256);
+			arenas[narenas++] = al;
+		} else if (!strncmp(line, "  class ", 8)) {
+			cr_assert(narenas > 0, "class line before any arena line: %s", line);
+			cr_assert(PARSE_EXACT(line,
+					      "  class %zu: mallocs %lu, frees %lu, in use %lu bytes, peak %lu bytes, "
+					      "zones +%lu -%lu, cache hits %lu%%",
+					      8,
+					      snprintf(again_, sizeof again_,
+						       "  class %zu: mallocs %lu, frees %lu, in use %lu bytes, peak %lu "
+						       "bytes, zones +%lu -%lu, cache hits %lu%%",
+						       cl.cls, cl.mallocs, cl.frees, cl.in_use, cl.peak, cl.zones_plus,
+						       cl.zones_minus, cl.hits),
+					      &cl.cls, &cl.mallocs, &cl.frees, &cl.in_use, &cl.peak, &cl.zones_plus,
+					      &cl.zones_minus, &cl.hits),
+				  "bad class line: \"%s\"", line);
+			cl.arena = narenas - 1;
+			cr_assert(cl.cls <= 32768 && class_of(cl.cls) == cl.cls, "not a class size: %s", line);
+			if (nclasses && classes[nclasses - 1].arena == cl.arena)
+				cr_assert(classes[nclasses - 1].cls < cl.cls, "classes out of order: %s", line);
+			cr_assert(cl.in_use % cl.cls == 0 && cl.peak % cl.cls == 0 && cl.in_use <= cl.peak,
+				  "in use / peak not whole chunks: %s", line);
+			cr_assert(cl.hits <= 100 && cl.zones_minus <= cl.zones_plus, "%s", line);
+			cr_assert(nclasses < 512);
+			classes[nclasses++] = cl;
+		} else {
+			cr_assert(PARSE_EXACT(line,
+					      "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE blocks %lu "
+					      "(%lu bytes mapped), mmap calls %lu, munmap calls %lu",
+					      6,
+					      snprintf(again_, sizeof again_,
+						       "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE "
+						       "blocks %lu (%lu bytes mapped), mmap calls %lu, munmap calls %lu",
+						       total_mallocs, total_hits, large_blocks, large_bytes, maps, unmaps),
+					      &total_mallocs, &total_hits, &large_blocks, &large_bytes, &maps, &unmaps),
+				  "unexpected line: \"%s\"", line);
+			ntotal++;
+		}
+	}
+	free(text);
+	cr_assert_eq(ntotal, 1, "no total line in:\n%s", ERR(&c));
+	cr_assert(narenas >= 1);
+
+	/* each arena's counters are the sums of its class lines */
+	uint64_t sum_mallocs = 0, sum_zones = 0;
+	for (size_t i = 0; i < narenas; i++) {
+		uint64_t plus = 0, minus = 0, in_use = 0;
+		for (size_t k = 0; k < nclasses; k++)
+			if (classes[k].arena == i) {
+				plus += classes[k].zones_plus;
+				minus += classes[k].zones_minus;
+				in_use += classes[k].in_use;
+			}
+		cr_assert_eq(arenas[i].zones_mapped, plus, "arena %zu: zones mapped vs its classes", i);
+		cr_assert_eq(arenas[i].zones_unmapped, minus, "arena %zu: zones unmapped vs its classes", i);
+		cr_assert_eq(arenas[i].in_use, in_use, "arena %zu: in use vs its classes", i);
+		cr_assert(arenas[i].bytes_mapped >= in_use, "arena %zu maps less than it hands out", i);
+		sum_zones += plus;
+	}
+	for (size_t k = 0; k < nclasses; k++)
+		sum_mallocs += classes[k].mallocs;
+	cr_assert_eq(total_mallocs, sum_mallocs, "total mallocs is not the sum of the class lines");
+	cr_assert(total_hits <= 100);
+
+	/* the two classes the child alone used */
+	struct {
+		size_t cls;
+		uint64_t mallocs, frees, live;
+	} want[] = {{20480, 10, 4, 6}, {10240, 7, 3, 4}};
+	for (size_t w = 0; w < 2; w++) {
+		struct class_line s = {0};
+		for (size_t k = 0; k < nclasses; k++)
+			if (classes[k].cls == want[w].cls) {
+				s.mallocs += classes[k].mallocs;
+				s.frees += classes[k].frees;
+				s.in_use += classes[k].in_use;
+				s.peak = s.peak > classes[k].peak ? s.peak : classes[k].peak;
+				s.zones_plus += classes[k].zones_plus;
+			}
+		cr_assert_eq(s.mallocs, want[w].mallocs, "class %zu: mallocs\n%s", want[w].cls, ERR(&c));
+		cr_assert_eq(s.frees, want[w].frees, "class %zu: frees\n%s", want[w].cls, ERR(&c));
+		cr_assert_eq(s.in_use, want[w].live * want[w].cls, "class %zu: in use\n%s", want[w].cls, ERR(&c));
+		cr_assert(s.peak >= want[w].mallocs * want[w].cls, "class %zu: peak below what was live\n%s",
+			  want[w].cls, ERR(&c));
+		cr_assert(s.zones_plus >= 1, "class %zu: no zone mapped\n%s", want[w].cls, ERR(&c));
+	}
+	cr_assert_eq(large_blocks, 2, "LARGE blocks\n%s", ERR(&c));
+	cr_assert(large_bytes >= 140000, "LARGE bytes mapped\n%s", ERR(&c));
+	cr_assert(maps >= sum_zones + 3, "mmap calls %lu for %lu zones and 3 LARGE blocks", maps, sum_zones);
+	cr_assert(unmaps >= 1, "munmap calls: a 20 MiB block was freed\n%s", ERR(&c));
+	child_free(&c);
+}
+
+/* ======================================================================== */
+/* Output                                                                   */
+/* ======================================================================== */
+
+static uintptr_t noted(const char *notes, const char *key)
+{
+	const char *at = strstr(notes, key);
+	cr_assert(at, "no \"%s\" in the notes: %s", key, notes);
+	return (uintptr_t)strtoull(at + strlen(key), NULL, 16);
+}
+
+/* The double free line then the leak report: what the output child says. */
+static void expected_output(const char *notes, bool guard, char *buf, size_t cap)
+{
+	struct account a;
+	parse_account(notes, 0, &a);
+	cr_assert_eq(a.nlive, 1);
+	size_t len = (size_t)snprintf(buf, cap, "ft_malloc: free(): double free 0x%lx\n", noted(notes, "double "));
+	if (guard) {
+		uintptr_t q = noted(notes, "overflow ");
+		len += (size_t)snprintf(buf + len, cap - len,
+					"ft_malloc: free(): heap overflow past 0x%lx (40 bytes, TINY class of 48 "
+					"bytes) at 0x%lx\n",
+					q, q + 40);
+	}
+	expected_leak_report(&a, buf + len, cap - len);
+}
+
+static char tmp_dir[64];
+
+static void tmp_dir_make(void)
+{
+	snprintf(tmp_dir, sizeof tmp_dir, "/tmp/ftm_debug_XXXXXX");
+	cr_assert(mkdtemp(tmp_dir));
+}
+
+static void tmp_dir_remove(const char *file)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", tmp_dir, file);
+	unlink(path);
+	rmdir(tmp_dir);
+}
+
+Test(debug_output, to_a_path)
+{
+	tmp_dir_make();
+	char opt[300], path[256];
+	snprintf(path, sizeof path, "%s/report.txt", tmp_dir);
+	snprintf(opt, sizeof opt, "FT_MALLOC_OUTPUT=%s", path);
+	const char *const opts[] = {opt, "FT_MALLOC_LEAK_REPORT=1", "FT_MALLOC_STATS=1", NULL};
+	struct child c;
+	run_child("output", opts, &c);
+	assert_exit0(&c, "output to a path");
+	cr_assert_str_eq(ERR(&c), "", "stderr should be silent, got: %s", ERR(&c));
+	cr_assert_str_eq(OUT(&c), "");
+	char *file = slurp_path(path);
+	char want[4096];
+	expected_output(NOTES(&c), false, want, sizeof want);
+	cr_assert(!strncmp(file, want, strlen(want)), "%s holds:\n%s\nexpected it to start with:\n%s", path, file,
+		  want);
+	/* the statistics follow, ending with the total line */
+	cr_assert(!strncmp(file + strlen(want), "ft_malloc: arena 0: ", 20), "no stats after the leak report");
+	cr_assert(strstr(file, "\nft_malloc: total: mallocs "), "no total stats line in %s", path);
+	free(file);
+	child_free(&c);
+	tmp_dir_remove("report.txt");
+}
+
+Test(debug_output, to_a_file_descriptor)
+{
+	const char *const opts[] = {"FT_MALLOC_OUTPUT=4", "FT_MALLOC_LEAK_REPORT=1", "FT_MALLOC_GUARD=1", NULL};
+	struct child c;
+	run_child("output", opts, &c);
+	assert_exit0(&c, "output to fd 4");
+	cr_assert_str_eq(ERR(&c), "", "stderr should be silent, got: %s", ERR(&c));
+	char want[4096];
+	expected_output(NOTES(&c), true, want, sizeof want);
+	cr_assert_str_eq(SPARE(&c), want, "fd 4 got:\n%s\nexpected exactly:\n%s", SPARE(&c), want);
+	child_free(&c);
+}
+
+/* A path that cannot be opened: said on stderr (naming the path), and the
+ * diagnostics stay on stderr. */
+Test(debug_output, unusable_path_is_reported)
+{
+	static const char path[] = "/nonexistent-ftm-dir/report.txt";
+	const char *const opts[] = {"FT_MALLOC_OUTPUT=/nonexistent-ftm-dir/report.txt", NULL};
+	struct child c;
+	run_child("output", opts, &c);
+	assert_exit0(&c, "unusable output path");
+	const char *nl = strchr(ERR(&c), '\n');
+	cr_assert(nl, "nothing on stderr");
+	char first[512];
+	snprintf(first, sizeof first, "%.*s", (int)(nl - ERR(&c)), ERR(&c));
+	cr_assert(!strncmp(first, "ft_malloc: ", 11) && strstr(first, path),
+		  "the first line should say FT_MALLOC_OUTPUT's path %s cannot be used, got: %s", path, first);
+	char want[128];
+	snprintf(want, sizeof want, "ft_malloc: free(): double free 0x%lx\n", noted(NOTES(&c), "double "));
+	cr_assert_str_eq(nl + 1, want, "after the first line, stderr should hold only the double free");
+	child_free(&c);
+}
+
+/* ======================================================================== */
+/* Heap dump (JSON lines)                                                   */
+/* ======================================================================== */
+
+#define MAX_FIELDS 16
+
+struct jfield {
+	char key[32];
+	char str[1024]; /* the string value, or the number's digits */
+	bool is_str;
+	uint64_t num;
+};
+
+struct jobj {
+	struct jfield f[MAX_FIELDS];
+	size_t n;
+};
+
+/* A strict parser for one flat JSON object: {"k":"v","k":123,...}, string
+ * values without escapes, non-negative integers without leading zeros. */
+static bool parse_object(const char *s, size_t len, struct jobj *o)
+{
+	const char *end = s + len;
+	o->n = 0;
+	if (s == end || *s++ != '{')
+		return false;
+	for (;;) {
+		if (o->n == MAX_FIELDS || s == end || *s++ != '"')
+			return false;
+		struct jfield *f = &o->f[o->n++];
+		size_t k = 0;
+		while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 32 && k < sizeof f->key - 1)
+			f->key[k++] = *s++;
+		f->key[k] = '\0';
+		if (!k || s == end || *s++ != '"' || s == end || *s++ != ':' || s == end)
+			return false;
+		k = 0;
+		if (*s == '"') {
+			s++;
+			while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 32 && k < sizeof f->str - 1)
+				f->str[k++] = *s++;
+			if (s == end || *s++ != '"')
+				return false;
+			f->is_str = true;
+		} else {
+			if (*s < '0' || *s > '9' || (*s == '0' && s + 1 < end && s[1] >= '0' && s[1] <= '9'))
+				return false;
+			f->num = 0;
+			while (s < end && *s >= '0' && *s <= '9' && k < 20) {
+				f->num = f->num * 10 + (uint64_t)(*s - '0');
+				f->str[k++] = *s++;
+			}
+			f->is_str = false;
+		}
+		f->str[k] = '\0';
+		if (s == end)
+			return false;
+		if (*s == '}')
+			return s + 1 == end;
+		if (*s++ != ',')
+			return false;
+	}
+}
+
+/* The object's keys must be exactly `keys` (space separated, in order), with
+ * the type given by a prefix: '$' string, '#' number. */
+static bool has_shape(const struct jobj *o, const char *keys)
+{
+	char copy[256];
+	snprintf(copy, sizeof copy, "%s", keys);
+	size_t i = 0;
+	char *save = NULL;
+	for (char *k = strtok_r(copy, " ", &save); k; k = strtok_r(NULL, " ", &save), i++)
+		if (i >= o->n || strcmp(o->f[i].key, k + 1) || o->f[i].is_str != (k[0] == '$'))
+			return false;
+	return i == o->n;
+}
+
+static const struct jfield *field(const struct jobj *o, const char *key)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (!strcmp(o->f[i].key, key))
+			return &o->f[i];
+	cr_assert_fail("no field %s", key);
+	return NULL;
+}
+
+static uint64_t num(const struct jobj *o, const char *key)
+{
+	return field(o, key)->num;
+}
+
+static const char *str(const struct jobj *o, const char *key)
+{
+	return field(o, key)->str;
+}
+
+/* A "0x..." string as the allocator writes addresses: lowercase, no
+ * leading zeros. */
+static uintptr_t addr(const struct jobj *o, const char *key)
+{
+	const char *s = str(o, key);
+	char again[32];
+	uintptr_t v = (uintptr_t)strtoull(s, NULL, 16);
+	snprintf(again, sizeof again, "0x%lx", v);
+	cr_assert_str_eq(s, again, "%s is not a canonical address", key);
+	return v;
+}
+
+struct zone_seen {
+	uintptr_t addr, first;
+	uint64_t chunk_size, carved;
+	char states[8192];
+	size_t chunks; /* chunk lines naming it */
+};
+
+/* Checks one dump (the lines in [s, s + len)) against the blocks the child
+ * had live (a->live) and freed (a->freed); returns where it ended. */
+static const char *check_dump(const char *s, pid_t pid, struct account *a, char freed_state)
+{
+	static struct zone_seen zones[256];
+	struct block found[128];
+	size_t nzones = 0, nlarge = 0, nfound = 0, live_bytes = 0;
+	uintptr_t last_addr = 0;
+	struct jobj o;
+	bool ended = false;
+	for (size_t line_no = 0; !ended; line_no++) {
+		const char *nl = strchr(s, '\n');
+		cr_assert(nl, "dump ends without an end line at line %zu", line_no + 1);
+		cr_assert(parse_object(s, (size_t)(nl - s), &o), "not a flat JSON object: %.*s", (int)(nl - s), s);
+		const char *type = str(&o, "type");
+		if (line_no == 0) {
+			cr_assert(has_shape(&o, "$type #pid #page_size #arenas #classes") && !strcmp(type, "heap"),
+				  "first line: %.*s", (int)(nl - s), s);
+			cr_assert_eq(num(&o, "pid"), (uint64_t)pid);
+			cr_assert_eq(num(&o, "page_size"), (uint64_t)sysconf(_SC_PAGESIZE));
+			cr_assert_eq(num(&o, "classes"), 40);
+			cr_assert(num(&o, "arenas") >= 1 && num(&o, "arenas") <= 256);
+		} else if (!strcmp(type, "zone")) {
+			cr_assert(has_shape(&o, "$type $addr $kind #arena #class #chunk_size #size $first #capacity "
+						"#carved $states"),
+				  "zone line: %.*s", (int)(nl - s), s);
+			struct zone_seen *z = &zones[nzones++];
+			cr_assert(nzones < 256);
+			z->addr = addr(&o, "addr");
+			z->first = addr(&o, "first");
+			z->chunk_size = num(&o, "chunk_size");
+			z->carved = num(&o, "carved");
+			z->chunks = 0;
+			uint64_t size = num(&o, "size");
+			cr_assert(z->addr > last_addr, "zones and LARGE mappings not in address order");
+			last_addr = z->addr;
+			cr_assert(num(&o, "class") < 40 && class_by_index(num(&o, "class")) == z->chunk_size,
+				  "class %lu has not chunks of %lu bytes", num(&o, "class"), z->chunk_size);
+			cr_assert_str_eq(str(&o, "kind"), z->chunk_size <= 512 ? "TINY" : "SMALL");
+			cr_assert(size && !(size & (size - 1)) && z->addr % size == 0, "zone size/alignment");
+			cr_assert(z->first > z->addr && z->first + num(&o, "capacity") * z->chunk_size <= z->addr + size,
+				  "chunks outside their zone");
+			cr_assert(num(&o, "capacity") >= 100, "a zone holds at least 100 chunks");
+			cr_assert(z->carved <= num(&o, "capacity"));
+			snprintf(z->states, sizeof z->states, "%s", str(&o, "states"));
+			cr_assert_eq(strlen(z->states), z->carved, "one state per carved chunk");
+			cr_assert_eq(strspn(z->states, "LCF"), z->carved, "states: L, C or F only");
+		} else if (!strcmp(type, "chunk")) {
+			cr_assert(has_shape(&o, "$type $addr #size $zone"), "chunk line: %.*s", (int)(nl - s), s);
+			cr_assert(nzones > 0 && addr(&o, "zone") == zones[nzones - 1].addr,
+				  "chunk line not right after its zone");
+			struct zone_seen *z = &zones[nzones - 1];
+			uintptr_t p = addr(&o, "addr");
+			uint64_t size = num(&o, "size");
+			cr_assert(p >= z->first && (p - z->first) % z->chunk_size == 0, "chunk not at a chunk start");
+			uint64_t index = (p - z->first) / z->chunk_size;
+			cr_assert(index < z->carved && z->states[index] == 'L', "chunk line for a chunk not live");
+			cr_assert(size <= z->chunk_size && (size > 32768 || class_of(size) == z->chunk_size),
+				  "chunk of %lu bytes in a zone of %lu", size, z->chunk_size);
+			cr_assert(!nfound || found[nfound - 1].addr < p, "chunks out of order");
+			z->chunks++;
+			cr_assert(nfound < 128);
+			found[nfound++] = (struct block){p, size};
+			live_bytes += size;
+		} else if (!strcmp(type, "large")) {
+			cr_assert(has_shape(&o, "$type $addr $user #size #map_len"), "large line: %.*s", (int)(nl - s), s);
+			uintptr_t m = addr(&o, "addr"), u = addr(&o, "user");
+			uint64_t size = num(&o, "size"), len = num(&o, "map_len");
+			cr_assert(m > last_addr, "zones and LARGE mappings not in address order");
+			last_addr = m;
+			cr_assert(u > m && u % 16 == 0 && u + size <= m + len && len % sysconf(_SC_PAGESIZE) == 0,
+				  "LARGE block outside its mapping");
+			nlarge++;
+			cr_assert(nfound < 128);
+			found[nfound++] = (struct block){u, size};
+			live_bytes += size;
+		} else if (!strcmp(type, "end")) {
+			cr_assert(has_shape(&o, "$type #zones #large #live_bytes #live_blocks"), "end line: %.*s",
+				  (int)(nl - s), s);
+			cr_assert_eq(num(&o, "zones"), nzones);
+			cr_assert_eq(num(&o, "large"), nlarge);
+			cr_assert_eq(num(&o, "live_bytes"), live_bytes);
+			cr_assert_eq(num(&o, "live_blocks"), nfound);
+			ended = true;
+		} else {
+			cr_assert_fail("unexpected line: %.*s", (int)(nl - s), s);
+		}
+		s = nl + 1;
+	}
+	for (size_t i = 0; i < nzones; i++) {
+		size_t live = 0;
+		for (const char *c = zones[i].states; *c; c++)
+			live += *c == 'L';
+		cr_assert_eq(live, zones[i].chunks, "zone 0x%lx: %zu L states, %zu chunk lines", zones[i].addr, live,
+			     zones[i].chunks);
+	}
+	/* the live blocks are exactly the child's */
+	qsort(found, nfound, sizeof *found, by_addr);
+	qsort(a->live, a->nlive, sizeof *a->live, by_addr);
+	cr_assert_eq(nfound, a->nlive, "the dump lists %zu live blocks, the child has %zu", nfound, a->nlive);
+	for (size_t i = 0; i < nfound; i++)
+		cr_assert(found[i].addr == a->live[i].addr && found[i].size == a->live[i].size,
+			  "dump: block 0x%lx of %zu bytes, child: 0x%lx of %zu bytes", found[i].addr, found[i].size,
+			  a->live[i].addr, a->live[i].size);
+	/* freed TINY/SMALL blocks: C while in the thread cache, F without one */
+	for (size_t f = 0; f < a->nfreed; f++)
+		for (size_t i = 0; i < nzones; i++) {
+			struct zone_seen *z = &zones[i];
+			uintptr_t p = a->freed[f];
+			if (p < z->first || p >= z->first + z->carved * z->chunk_size)
+				continue;
+			char st = z->states[(p - z->first) / z->chunk_size];
+			cr_assert_eq(st, freed_state, "freed block 0x%lx: state %c, expected %c", p, st, freed_state);
+		}
+	return s;
+}
+
+Test(debug_dump, at_exit_to_a_path)
+{
+	tmp_dir_make();
+	char opt[300], path[256];
+	snprintf(path, sizeof path, "%s/heap.jsonl", tmp_dir);
+	snprintf(opt, sizeof opt, "FT_MALLOC_DUMP=%s", path);
+	const char *const opts[] = {opt, NULL};
+	struct child c;
+	run_child("dump", opts, &c);
+	assert_exit0(&c, "dump at exit");
+	cr_assert_str_eq(ERR(&c), "");
+	cr_assert_str_eq(OUT(&c), "");
+	char *file = slurp_path(path);
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	cr_assert_eq(a.nlive, 5);
+	const char *rest = check_dump(file, c.pid, &a, 'C');
+	cr_assert_str_eq(rest, "", "more after the end line");
+	free(file);
+	child_free(&c);
+	tmp_dir_remove("heap.jsonl");
+}
+
+Test(debug_dump, on_signal_and_at_exit)
+{
+	tmp_dir_make();
+	char opt[300], path[256];
+	snprintf(path, sizeof path, "%s/heap.jsonl", tmp_dir);
+	snprintf(opt, sizeof opt, "FT_MALLOC_DUMP=%s", path);
+	const char *const opts[] = {opt, "FT_MALLOC_DUMP_SIGNAL=10", NULL};
+	struct child c;
+	run_child("dump", opts, &c);
+	assert_exit0(&c, "dump on SIGUSR1");
+	cr_assert_str_eq(ERR(&c), "");
+	char *file = slurp_path(path);
+	/* each dump rewrites the file (two on the signal, one at exit): it
+	 * holds exactly the last one, whole */
+	const char *s = file;
+	struct account a;
+	parse_account(NOTES(&c), 1, &a);
+	cr_assert(a.nlive >= 5);
+	s = check_dump(s, c.pid, &a, 'C');
+	cr_assert_str_eq(s, "", "more than one dump in the file");
+	free(file);
+	child_free(&c);
+	tmp_dir_remove("heap.jsonl");
+}
+
+/* Without FT_MALLOC_DUMP, the signal's dump goes to the report output. */
+Test(debug_dump, on_signal_to_the_report_output)
+{
+	const char *const opts[] = {"FT_MALLOC_DUMP_SIGNAL=10", "FT_MALLOC_OUTPUT=4", NULL};
+	struct child c;
+	run_child("dump", opts, &c);
+	assert_exit0(&c, "dump on SIGUSR1 to fd 4");
+	cr_assert_str_eq(ERR(&c), "");
+	const char *s = SPARE(&c);
+	for (int d = 0; d < 2; d++) {
+		struct account a;
+		parse_account(NOTES(&c), d, &a);
+		s = check_dump(s, c.pid, &a, 'C');
+	}
+	cr_assert_str_eq(s, "", "a dump at exit without FT_MALLOC_DUMP");
+	child_free(&c);
+}
+
+/* With the debug checks on there is no thread cache: freed chunks read F. */
+Test(debug_dump, under_guard_freed_chunks_are_free)
+{
+	tmp_dir_make();
+	char opt[300], path[256];
+	snprintf(path, sizeof path, "%s/heap.jsonl", tmp_dir);
+	snprintf(opt, sizeof opt, "FT_MALLOC_DUMP=%s", path);
+	const char *const opts[] = {opt, "FT_MALLOC_GUARD=1", NULL};
+	struct child c;
+	run_child("dump", opts, &c);
+	assert_exit0(&c, "dump under guard");
+	char *file = slurp_path(path);
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	const char *rest = check_dump(file, c.pid, &a, 'F');
+	cr_assert_str_eq(rest, "");
+	free(file);
+	child_free(&c);
+	tmp_dir_remove("heap.jsonl");
+}
+
+/* ======================================================================== */
+/* Silence by default, and bad values                                       */
+/* ======================================================================== */
+
+Test(debug_quiet, no_option_no_output)
+{
+	struct child c;
+	run_child("quiet", NULL, &c);
+	assert_exit0(&c, "quiet");
+	cr_assert_str_eq(ERR(&c), "", "stderr without any option: %s", ERR(&c));
+	cr_assert_str_eq(OUT(&c), "", "stdout without any option: %s", OUT(&c));
+	cr_assert_str_eq(SPARE(&c), "");
+	child_free(&c);
+}
+
+Test(debug_quiet, every_option_off_no_output)
+{
+	static const char *const opts[] = {"FT_MALLOC_SCRIBBLE=0",      "FT_MALLOC_GUARD=off",
+					   "FT_MALLOC_HISTORY=0",       "FT_MALLOC_LEAK_REPORT=no",
+					   "FT_MALLOC_STATS=false",     "FT_MALLOC_DUMP=",
+					   "FT_MALLOC_DUMP_SIGNAL=0",   "FT_MALLOC_OUTPUT=",
+					   "FT_MALLOC_ABORT_ON_ERROR=0", NULL};
+	struct child c;
+	run_child("quiet", opts, &c);
+	assert_exit0(&c, "quiet, options off");
+	cr_assert_str_eq(ERR(&c), "", "stderr with every option off: %s", ERR(&c));
+	cr_assert_str_eq(OUT(&c), "");
+	child_free(&c);
+}
+
+Test(debug_quiet, invalid_value_is_said_and_ignored)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=maybe", NULL};
+	struct child c;
+	run_child("quiet", opts, &c);
+	assert_exit0(&c, "invalid value");
+	cr_assert_str_eq(ERR(&c), "ft_malloc: ignoring FT_MALLOC_LEAK_REPORT=maybe (invalid value)\n");
+	cr_assert_str_eq(OUT(&c), "");
+	child_free(&c);
+}
