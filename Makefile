@@ -71,7 +71,9 @@ $(DEMO_BIN): demo/demo.c $(LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR)
 
-demo: $(DEMO_BIN)
+demo:
+	bash scripts/deps.sh demo
+	$(MAKE) $(DEMO_BIN)
 	LD_PRELOAD=$(CURDIR)/$(LINK) $(DEMO_BIN)
 
 tests-build: $(LINK) $(UNIT_BIN) $(API_BIN) $(STRESS_BIN)
