@@ -287,8 +287,9 @@ bool large_lookup(const void *p, size_t *size, size_t *usable)
 }
 
 /* Resizes a LARGE block: in place while its mapping has room (giving the
- * tail back once less than half is used), else by mremap to the next
- * mapping length (the pages move, nothing is copied). Returns false when p
+ * tail back once less than half is used), else into a cached mapping that
+ * fits (copied), else by mremap to the next mapping length (the pages
+ * move, nothing is copied). Returns false when p
  * is not ours; *moved is then untouched, and NULL with ENOMEM when growing
  * failed (p is left as it was). */
 bool large_realloc(void *p, size_t size, void **moved)
@@ -319,8 +320,23 @@ bool large_realloc(void *p, size_t size, void **moved)
 		return true;
 	}
 	registry_unlink(h);
+	struct cached_map trim = {NULL, 0};
+	size_t got = len;
+	char *reuse = ftm_options[FTM_OPT_GUARD] ? NULL : cache_take(len, &got, &trim);
 	pthread_mutex_unlock(&reg.lock);
-	struct ftm_large *grown = os_remap(h, h->map_len, len);
+	if (trim.map)
+		os_unmap(trim.map, trim.len);
+	struct ftm_large *old = h, *grown;
+	if (reuse) {
+		/* a cached mapping's pages are already faulted in: copying into
+		 * them beats mremap's fresh pages (w_realloc: see the header) */
+		grown = (struct ftm_large *)reuse;
+		size_t usable = h->map_len - offset;
+		memcpy(reuse + offset, p, usable < size ? usable : size);
+		len = got;
+	} else {
+		grown = os_remap(h, h->map_len, len);
+	}
 	if (grown) {
 		h = grown;
 		h->check = large_seal(h);
@@ -328,9 +344,16 @@ bool large_realloc(void *p, size_t size, void **moved)
 		h->size = size;
 		h->map_len = len;
 	}
+	struct cached_map evicted = {NULL, 0};
 	pthread_mutex_lock(&reg.lock);
 	registry_link(h); /* the unlink above left room: no growth needed */
+	if (reuse) {
+		old->check = 0;
+		evicted = cache_put(old, old->map_len);
+	}
 	pthread_mutex_unlock(&reg.lock);
+	if (evicted.map)
+		os_unmap(evicted.map, evicted.len);
 	if (!grown)
 		errno = ENOMEM;
 	*moved = grown ? h->user : NULL;
