@@ -134,11 +134,14 @@ static size_t map_length(size_t n)
 	return (len + step - 1) & ~(step - 1);
 }
 
+static struct cached_map cache_put(void *map, size_t len);
+
 /* The smallest cached mapping of at least len bytes and at most twice
- * that, or NULL. Past 25% too long, its tail is given back (*trim: the
- * caller unmaps it outside the lock); the rest is already faulted in,
- * which is what makes reuse cheaper than a fresh mapping. */
-static void *cache_take(size_t len, size_t *got, struct cached_map *trim)
+ * that, or NULL. Past 25% too long, its tail goes back to the cache as a
+ * mapping of its own (its pages stay faulted in, which is what makes reuse
+ * cheaper than a fresh mapping); *unmap is what the caller must unmap
+ * outside the lock, if anything. */
+static void *cache_take(size_t len, size_t *got, struct cached_map *unmap)
 {
 	size_t best = reg.cached;
 	for (size_t i = 0; i < reg.cached; i++)
@@ -152,7 +155,7 @@ static void *cache_take(size_t len, size_t *got, struct cached_map *trim)
 	reg.cached_bytes -= *got;
 	reg.cache[best] = reg.cache[--reg.cached];
 	if (*got - len > len / 4) {
-		*trim = (struct cached_map){map + len, *got - len};
+		*unmap = cache_put(map + len, *got - len);
 		*got = len;
 	}
 	return map;
@@ -213,12 +216,12 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	if (guard) {
 		len = page_round(size + slack + align) + ftm_page_size;
 	} else {
-		struct cached_map trim = {NULL, 0};
+		struct cached_map unmap = {NULL, 0};
 		pthread_mutex_lock(&reg.lock);
-		map = cache_take(len, &len, &trim);
+		map = cache_take(len, &len, &unmap);
 		pthread_mutex_unlock(&reg.lock);
-		if (trim.map)
-			os_unmap(trim.map, trim.len);
+		if (unmap.map)
+			os_unmap(unmap.map, unmap.len);
 	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
@@ -310,23 +313,26 @@ bool large_realloc(void *p, size_t size, void **moved)
 	}
 	size_t len = map_length(offset + size);
 	if (len <= h->map_len) {
-		if (len < h->map_len / 2) {
-			os_unmap((char *)h + len, h->map_len - len);
+		struct cached_map unmap = {NULL, 0};
+		if (len < h->map_len / 2 && !ftm_options[FTM_OPT_GUARD]) {
+			unmap = cache_put((char *)h + len, h->map_len - len);
 			reg.bytes_mapped -= h->map_len - len;
 			h->map_len = len;
 		}
 		h->size = size;
 		pthread_mutex_unlock(&reg.lock);
+		if (unmap.map)
+			os_unmap(unmap.map, unmap.len);
 		*moved = p;
 		return true;
 	}
 	registry_unlink(h);
-	struct cached_map trim = {NULL, 0};
+	struct cached_map unmap = {NULL, 0};
 	size_t got = len;
-	char *reuse = ftm_options[FTM_OPT_GUARD] ? NULL : cache_take(len, &got, &trim);
+	char *reuse = ftm_options[FTM_OPT_GUARD] ? NULL : cache_take(len, &got, &unmap);
 	pthread_mutex_unlock(&reg.lock);
-	if (trim.map)
-		os_unmap(trim.map, trim.len);
+	if (unmap.map)
+		os_unmap(unmap.map, unmap.len);
 	struct ftm_large *old = h, *grown;
 	if (reuse) {
 		/* a cached mapping's pages are already faulted in: copying into
