@@ -59,7 +59,7 @@ $(BUILD)/tests/unit_%: tests/unit/%.c $(CORE_LIB)
 
 # API and stress tests link the real library, so they run on it even without
 # LD_PRELOAD and can call show_alloc_mem directly.
-$(BUILD)/tests/api_%: tests/api/%.c $(LINK)
+$(BUILD)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR) -lcriterion -ldl
 

@@ -54,42 +54,13 @@
 
 #include "ft_malloc.h"
 
-#define MARKER "FTM_TEST_DEBUG_REPORTS_CHILD"
+#include "child.h"
 
-extern char **environ;
+#define MARKER "FTM_TEST_DEBUG_REPORTS_CHILD"
 
 /* ======================================================================== */
 /* Child side: no stdio, notes written to fd 3.                             */
 /* ======================================================================== */
-
-static void *opaque(void *p)
-{
-	__asm__ volatile("" : "+r"(p));
-	return p;
-}
-
-static void note(const char *s)
-{
-	size_t n = strlen(s);
-	if (write(3, s, n) != (ssize_t)n)
-		_exit(120);
-}
-
-static void note_num(uint64_t v, int base)
-{
-	char tmp[24];
-	size_t i = sizeof tmp;
-	do {
-		tmp[--i] = "0123456789abcdef"[v % (unsigned)base];
-		v /= (unsigned)base;
-	} while (v);
-	if (base == 16) {
-		tmp[--i] = 'x';
-		tmp[--i] = '0';
-	}
-	if (write(3, tmp + i, sizeof tmp - i) != (ssize_t)(sizeof tmp - i))
-		_exit(120);
-}
 
 /* "0xADDR SIZE\n": a block the child leaves live. */
 static void *note_live(void *p, size_t size)
@@ -275,26 +246,6 @@ __attribute__((constructor)) static void debug_child(void)
 /* Parent side                                                              */
 /* ======================================================================== */
 
-#define CHILD_FDS 4 /* 1 stdout, 2 stderr, 3 notes, 4 spare (FT_MALLOC_OUTPUT=4) */
-
-struct child {
-	pid_t pid;
-	int status;
-	char *fd[CHILD_FDS + 1]; /* what the child wrote on fds 1..4 */
-};
-
-static char *slurp_fd(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	cr_assert(len >= 0);
-	char *buf = malloc((size_t)len + 1);
-	cr_assert(buf);
-	ssize_t got = pread(fd, buf, (size_t)len, 0);
-	cr_assert(got == len);
-	buf[len] = '\0';
-	return buf;
-}
-
 static char *slurp_path(const char *path)
 {
 	int fd = open(path, O_RDONLY);
@@ -308,86 +259,9 @@ static char *slurp_path(const char *path)
  * (NULL-terminated); nothing else of ours reaches the child. */
 static void run_child(const char *mode, const char *const *opts, struct child *c)
 {
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	char **envp = calloc(n + 16, sizeof *envp);
-	cr_assert(envp);
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "BXFI_", 5) && strncmp(environ[i], "FT_MALLOC_", 10) &&
-		    strncmp(environ[i], "FTM_TEST_", 9))
-			envp[k++] = environ[i];
 	char marker[128];
 	snprintf(marker, sizeof marker, "%s=%s", MARKER, mode);
-	envp[k++] = marker;
-	for (size_t i = 0; opts && opts[i] && k < n + 15; i++)
-		envp[k++] = (char *)opts[i];
-	envp[k] = NULL;
-
-	int fds[CHILD_FDS];
-	for (int i = 0; i < CHILD_FDS; i++) {
-		fds[i] = memfd_create("ftm_debug_child", 0);
-		cr_assert(fds[i] >= 0);
-	}
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		struct rlimit no_core = {0, 0};
-		setrlimit(RLIMIT_CORE, &no_core);
-		int high[CHILD_FDS];
-		for (int i = 0; i < CHILD_FDS; i++)
-			if ((high[i] = fcntl(fds[i], F_DUPFD, 64)) < 0)
-				_exit(126);
-		for (int i = 0; i < CHILD_FDS; i++)
-			dup2(high[i], i + 1);
-		for (int i = 0; i < CHILD_FDS; i++)
-			close(high[i]);
-		char *argv[] = {"api_debug_reports", NULL};
-		execve("/proc/self/exe", argv, envp);
-		_exit(127);
-	}
-	c->pid = pid;
-	cr_assert(waitpid(pid, &c->status, 0) == pid);
-	c->fd[0] = NULL;
-	for (int i = 0; i < CHILD_FDS; i++) {
-		c->fd[i + 1] = slurp_fd(fds[i]);
-		close(fds[i]);
-	}
-	free(envp);
-}
-
-static void child_free(struct child *c)
-{
-	for (int i = 1; i <= CHILD_FDS; i++)
-		free(c->fd[i]);
-}
-
-#define OUT(c) ((c)->fd[1])
-#define ERR(c) ((c)->fd[2])
-#define NOTES(c) ((c)->fd[3])
-#define SPARE(c) ((c)->fd[4])
-
-static void assert_exit0(const struct child *c, const char *what)
-{
-	cr_assert(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0,
-		  "%s: child status %#x (exit %d, signal %d)\nstderr: %s\nnotes: %s", what, c->status,
-		  WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1,
-		  WIFSIGNALED(c->status) ? WTERMSIG(c->status) : 0, ERR(c), NOTES(c));
-}
-
-/* The size class of a request of n <= 32768 bytes, from the documented rule:
- * 16-byte steps up to 128, then four equal steps per doubling. */
-static size_t class_of(size_t n)
-{
-	if (n <= 128)
-		return n ? (n + 15) & ~(size_t)15 : 16;
-	size_t low = 128;
-	while (low * 2 < n)
-		low *= 2;
-	size_t step = low / 4;
-	return (n + step - 1) / step * step;
+	child_spawn("api_debug_reports", (const char *const[]){marker, NULL}, opts, CHILD_FDS, c);
 }
 
 /* Class sizes in index order, derived from class_of. */

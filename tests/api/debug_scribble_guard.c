@@ -43,55 +43,16 @@
 
 #include "ft_malloc.h"
 
+#include "child.h"
+
 #define MARKER "FTM_TEST_DEBUG_SG_CHILD"
 #define ARG "FTM_TEST_DEBUG_SG_ARG"
-
-extern char **environ;
 
 /* ======================================================================== */
 /* Child side: no stdio, notes written to fd 3.                             */
 /* ======================================================================== */
 
 static void *volatile sink;
-
-static void *opaque(void *p)
-{
-	__asm__ volatile("" : "+r"(p));
-	return p;
-}
-
-static void note(const char *s)
-{
-	size_t n = strlen(s);
-	if (write(3, s, n) != (ssize_t)n)
-		_exit(120);
-}
-
-static void note_num(uint64_t v, int base)
-{
-	char tmp[24];
-	size_t i = sizeof tmp;
-	do {
-		tmp[--i] = "0123456789abcdef"[v % (unsigned)base];
-		v /= (unsigned)base;
-	} while (v);
-	if (base == 16) {
-		tmp[--i] = 'x';
-		tmp[--i] = '0';
-	}
-	if (write(3, tmp + i, sizeof tmp - i) != (ssize_t)(sizeof tmp - i))
-		_exit(120);
-}
-
-static void note_dec(uint64_t v)
-{
-	note_num(v, 10);
-}
-
-static void note_ptr(const void *p)
-{
-	note_num((uintptr_t)p, 16);
-}
 
 static size_t parse_size(const char **s)
 {
@@ -332,115 +293,17 @@ __attribute__((constructor)) static void debug_child(void)
 /* Parent side                                                              */
 /* ======================================================================== */
 
-struct child {
-	int status;
-	char *out;   /* fd 1 */
-	char *err;   /* fd 2 */
-	char *notes; /* fd 3 */
-};
-
-static char *slurp(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	cr_assert(len >= 0);
-	char *buf = malloc((size_t)len + 1);
-	cr_assert(buf);
-	ssize_t got = pread(fd, buf, (size_t)len, 0);
-	cr_assert(got == len);
-	buf[len] = '\0';
-	close(fd);
-	return buf;
-}
-
-static int move_high(int fd)
-{
-	int high = fcntl(fd, F_DUPFD, 64);
-	cr_assert(high >= 0);
-	close(fd);
-	return high;
-}
-
 /* Runs this binary as scenario `mode` with the given FT_MALLOC_ settings
  * (NULL-terminated "NAME=VALUE" list) and the scenario argument `arg`. No
- * other FT_MALLOC_ variable of ours reaches the child. */
+ * other FT_MALLOC_ variable of ours reaches the child. Captures fds 1, 2
+ * and 3 (OUT, ERR, NOTES). */
 static void run_child(const char *mode, const char *const *opts, const char *arg, struct child *c)
 {
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	char **envp = calloc(n + 16, sizeof *envp);
-	cr_assert(envp);
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "BXFI_", 5) && strncmp(environ[i], "FT_MALLOC_", 10) &&
-		    strncmp(environ[i], "FTM_TEST_", 9))
-			envp[k++] = environ[i];
 	char marker[128], argv_env[128];
 	snprintf(marker, sizeof marker, "%s=%s", MARKER, mode);
-	envp[k++] = marker;
-	if (arg) {
-		snprintf(argv_env, sizeof argv_env, "%s=%s", ARG, arg);
-		envp[k++] = argv_env;
-	}
-	for (size_t i = 0; opts && opts[i] && k < n + 15; i++)
-		envp[k++] = (char *)opts[i];
-	envp[k] = NULL;
-
-	int fds[3];
-	for (int i = 0; i < 3; i++) {
-		fds[i] = memfd_create("ftm_debug_child", 0);
-		cr_assert(fds[i] >= 0);
-	}
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		struct rlimit no_core = {0, 0};
-		setrlimit(RLIMIT_CORE, &no_core);
-		int high[3];
-		for (int i = 0; i < 3; i++)
-			high[i] = move_high(fds[i]);
-		for (int i = 0; i < 3; i++)
-			dup2(high[i], i + 1);
-		for (int i = 0; i < 3; i++)
-			close(high[i]);
-		char *argv[] = {"api_debug_scribble_guard", NULL};
-		execve("/proc/self/exe", argv, envp);
-		_exit(127);
-	}
-	cr_assert(waitpid(pid, &c->status, 0) == pid);
-	c->out = slurp(fds[0]);
-	c->err = slurp(fds[1]);
-	c->notes = slurp(fds[2]);
-	free(envp);
-}
-
-static void child_free(struct child *c)
-{
-	free(c->out);
-	free(c->err);
-	free(c->notes);
-}
-
-static void assert_exit0(const struct child *c, const char *what)
-{
-	cr_assert(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0,
-		  "%s: child status %#x (exit %d, signal %d)\nstderr: %s\nnotes: %s", what, c->status,
-		  WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1,
-		  WIFSIGNALED(c->status) ? WTERMSIG(c->status) : 0, c->err, c->notes);
-}
-
-/* The size class of a request of n bytes (n <= 32768), from the documented
- * rule: 16-byte steps up to 128, then four equal steps per doubling. */
-static size_t class_of(size_t n)
-{
-	if (n <= 128)
-		return n ? (n + 15) & ~(size_t)15 : 16;
-	size_t low = 128;
-	while (low * 2 < n)
-		low *= 2;
-	size_t step = low / 4;
-	return (n + step - 1) / step * step;
+	snprintf(argv_env, sizeof argv_env, "%s=%s", ARG, arg ? arg : "");
+	child_spawn("api_debug_scribble_guard", (const char *const[]){marker, arg ? argv_env : NULL, NULL}, opts,
+		    3, c);
 }
 
 Test(debug_sizeclass, rule_sanity)
@@ -463,9 +326,9 @@ Test(debug_scribble, new_blocks_read_0xaa_calloc_zero)
 	struct child c;
 	run_child("scribble_new", scribble_on, NULL, &c);
 	assert_exit0(&c, "scribble_new");
-	cr_assert_str_eq(c.notes, "done\n", "FT_MALLOC_SCRIBBLE=1, new blocks:\n%s", c.notes);
-	cr_assert_str_eq(c.err, "");
-	cr_assert_str_eq(c.out, "");
+	cr_assert_str_eq(NOTES(&c), "done\n", "FT_MALLOC_SCRIBBLE=1, new blocks:\n%s", NOTES(&c));
+	cr_assert_str_eq(ERR(&c), "");
+	cr_assert_str_eq(OUT(&c), "");
 	child_free(&c);
 }
 
@@ -474,8 +337,8 @@ Test(debug_scribble, freed_chunks_read_0x55_past_the_link)
 	struct child c;
 	run_child("scribble_freed", scribble_on, NULL, &c);
 	assert_exit0(&c, "scribble_freed");
-	cr_assert_str_eq(c.notes, "done\n", "FT_MALLOC_SCRIBBLE=1, freed chunks:\n%s", c.notes);
-	cr_assert_str_eq(c.err, "");
+	cr_assert_str_eq(NOTES(&c), "done\n", "FT_MALLOC_SCRIBBLE=1, freed chunks:\n%s", NOTES(&c));
+	cr_assert_str_eq(ERR(&c), "");
 	child_free(&c);
 }
 
@@ -484,7 +347,7 @@ Test(debug_scribble, aligned_allocators_are_scribbled_too)
 	struct child c;
 	run_child("scribble_aligned", scribble_on, NULL, &c);
 	assert_exit0(&c, "scribble_aligned");
-	cr_assert_str_eq(c.notes, "done\n", "FT_MALLOC_SCRIBBLE=1, aligned blocks:\n%s", c.notes);
+	cr_assert_str_eq(NOTES(&c), "done\n", "FT_MALLOC_SCRIBBLE=1, aligned blocks:\n%s", NOTES(&c));
 	child_free(&c);
 }
 
@@ -495,8 +358,8 @@ Test(debug_scribble, off_by_default)
 	struct child c;
 	run_child("scribble_new", NULL, NULL, &c);
 	assert_exit0(&c, "scribble_new without the option");
-	cr_assert(strstr(c.notes, "malloc ") != NULL, "notes: %s", c.notes);
-	cr_assert_str_eq(c.err, "");
+	cr_assert(strstr(NOTES(&c), "malloc ") != NULL, "notes: %s", NOTES(&c));
+	cr_assert_str_eq(ERR(&c), "");
 	child_free(&c);
 }
 
@@ -514,9 +377,9 @@ Test(debug_guard, usable_size_is_the_size_asked)
 		size_t len = strlen(want);
 		snprintf(want + len, sizeof want - len, "%zu %zu %zu %zu\n", n, n, n, n + 7);
 	}
-	cr_assert_str_eq(c.notes, want, "malloc_usable_size under FT_MALLOC_GUARD=1 (size, malloc, calloc, realloc +7):\n%s",
-			 c.notes);
-	cr_assert_str_eq(c.err, "");
+	cr_assert_str_eq(NOTES(&c), want, "malloc_usable_size under FT_MALLOC_GUARD=1 (size, malloc, calloc, realloc +7):\n%s",
+			 NOTES(&c));
+	cr_assert_str_eq(ERR(&c), "");
 	child_free(&c);
 }
 
@@ -535,30 +398,30 @@ static void overflow_case(size_t n, size_t off, const char *call)
 	run_child("guard_overflow", go_on, arg, &c);
 	assert_exit0(&c, arg);
 	uintptr_t p = 0;
-	cr_assert(sscanf(c.notes, "%lx", &p) == 1, "no address noted: %s", c.notes);
+	cr_assert(sscanf(NOTES(&c), "%lx", &p) == 1, "no address noted: %s", NOTES(&c));
 	char want[256];
 	snprintf(want, sizeof want,
 		 "ft_malloc: %s(): heap overflow past 0x%lx (%zu bytes, %s class of %zu bytes) at 0x%lx\n", call,
 		 p, n, kind, cls, p + n + off);
-	cr_assert_str_eq(c.err, want, "%s with FT_MALLOC_GUARD=1: stderr\n%s\nexpected exactly\n%s", arg, c.err,
+	cr_assert_str_eq(ERR(&c), want, "%s with FT_MALLOC_GUARD=1: stderr\n%s\nexpected exactly\n%s", arg, ERR(&c),
 			 want);
 	char notes[64];
 	snprintf(notes, sizeof notes, "0x%lx\nwent on\n", p);
-	cr_assert_str_eq(c.notes, notes, "%s: notes %s", arg, c.notes);
+	cr_assert_str_eq(NOTES(&c), notes, "%s: notes %s", arg, NOTES(&c));
 	child_free(&c);
 
 	/* with FT_MALLOC_ABORT_ON_ERROR=1: the same line, then SIGABRT */
 	static const char *const stop[] = {"FT_MALLOC_GUARD=1", "FT_MALLOC_ABORT_ON_ERROR=1", NULL};
 	run_child("guard_overflow", stop, arg, &c);
 	cr_assert(WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGABRT,
-		  "%s with FT_MALLOC_ABORT_ON_ERROR=1: status %#x, stderr %s", arg, c.status, c.err);
-	cr_assert(sscanf(c.notes, "%lx", &p) == 1, "no address noted: %s", c.notes);
+		  "%s with FT_MALLOC_ABORT_ON_ERROR=1: status %#x, stderr %s", arg, c.status, ERR(&c));
+	cr_assert(sscanf(NOTES(&c), "%lx", &p) == 1, "no address noted: %s", NOTES(&c));
 	snprintf(want, sizeof want,
 		 "ft_malloc: %s(): heap overflow past 0x%lx (%zu bytes, %s class of %zu bytes) at 0x%lx\n", call,
 		 p, n, kind, cls, p + n + off);
-	cr_assert_str_eq(c.err, want, "%s aborting: stderr\n%s\nexpected exactly\n%s", arg, c.err, want);
+	cr_assert_str_eq(ERR(&c), want, "%s aborting: stderr\n%s\nexpected exactly\n%s", arg, ERR(&c), want);
 	snprintf(notes, sizeof notes, "0x%lx\n", p);
-	cr_assert_str_eq(c.notes, notes, "%s aborting: went on after the report", arg);
+	cr_assert_str_eq(NOTES(&c), notes, "%s aborting: went on after the report", arg);
 	child_free(&c);
 }
 
@@ -600,18 +463,18 @@ Test(debug_guard, overflow_of_the_largest_small_request_is_caught)
 	struct child c;
 	run_child("guard_overflow", opts, "32768:0:free", &c);
 	uintptr_t p = 0;
-	cr_assert(sscanf(c.notes, "%lx", &p) == 1, "no address noted: %s", c.notes);
+	cr_assert(sscanf(NOTES(&c), "%lx", &p) == 1, "no address noted: %s", NOTES(&c));
 	if (WIFSIGNALED(c.status)) {
 		cr_assert_eq(WTERMSIG(c.status), SIGSEGV, "killed by signal %d", WTERMSIG(c.status));
 	} else {
 		char head[128], tail[64];
 		snprintf(head, sizeof head, "ft_malloc: free(): heap overflow past 0x%lx (32768 bytes, ", p);
 		snprintf(tail, sizeof tail, " bytes) at 0x%lx\n", p + 32768);
-		cr_assert(!strncmp(c.err, head, strlen(head)) && strlen(c.err) > strlen(tail) &&
-			      !strcmp(c.err + strlen(c.err) - strlen(tail), tail) && !strchr(c.err, '\n')[1],
+		cr_assert(!strncmp(ERR(&c), head, strlen(head)) && strlen(ERR(&c)) > strlen(tail) &&
+			      !strcmp(ERR(&c) + strlen(ERR(&c)) - strlen(tail), tail) && !strchr(ERR(&c), '\n')[1],
 			  "malloc(32768), p[32768] = 'X', free(p) under FT_MALLOC_GUARD=1: expected one "
 			  "heap overflow line or SIGSEGV, got status %#x and stderr \"%s\"",
-			  c.status, c.err);
+			  c.status, ERR(&c));
 	}
 	child_free(&c);
 }
@@ -632,9 +495,9 @@ Test(debug_guard, large_block_ends_against_a_protected_page)
 		snprintf(want + len, sizeof want - len, "malloc %zu %zu\ncalloc %zu %zu\nrealloc %zu %zu\n", sizes[k],
 			 end, sizes[k], end, sizes[k], end);
 	}
-	cr_assert_str_eq(c.notes, want, "first faulting offset per LARGE block (size rounded up to 16 expected):\n%s",
-			 c.notes);
-	cr_assert_str_eq(c.err, "");
+	cr_assert_str_eq(NOTES(&c), want, "first faulting offset per LARGE block (size rounded up to 16 expected):\n%s",
+			 NOTES(&c));
+	cr_assert_str_eq(ERR(&c), "");
 	child_free(&c);
 }
 
@@ -645,14 +508,14 @@ Test(debug_guard, large_overflow_kills_with_sigsegv)
 	run_child("guard_large_kill", opts, NULL, &c);
 	cr_assert(WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGSEGV,
 		  "writing one byte past malloc(40000): status %#x (exit %d), notes %s", c.status,
-		  WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1, c.notes);
-	cr_assert_str_eq(c.notes, "before\n");
-	cr_assert_str_eq(c.err, "");
+		  WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1, NOTES(&c));
+	cr_assert_str_eq(NOTES(&c), "before\n");
+	cr_assert_str_eq(ERR(&c), "");
 	child_free(&c);
 
 	/* without the guard the same write lands in the mapping's slack */
 	run_child("guard_large_kill", NULL, NULL, &c);
 	assert_exit0(&c, "guard_large_kill without FT_MALLOC_GUARD");
-	cr_assert_str_eq(c.notes, "before\nafter\n");
+	cr_assert_str_eq(NOTES(&c), "before\nafter\n");
 	child_free(&c);
 }

@@ -38,9 +38,9 @@
 
 #include "ft_malloc.h"
 
-#define MARKER "FTM_TEST_MISUSE_CHILD"
+#include "child.h"
 
-extern char **environ;
+#define MARKER "FTM_TEST_MISUSE_CHILD"
 
 static void *opaque_ptr(void *p)
 {
@@ -569,41 +569,18 @@ struct child_result {
 	char err[1024]; /* stderr */
 };
 
-static void read_all(int fd, char *buf, size_t cap)
-{
-	size_t len = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == cap - 1)
-			break;
-	}
-	buf[len] = '\0';
-}
-
 static void run_child(const char *mode, int abort_on_error, struct child_result *res)
 {
 	/* Environment: ours minus Criterion's worker variables and any option
 	 * we set ourselves, plus the marker and the option. */
-	size_t n = 0;
-	while (environ[n])
-		n++;
-	char **envp = calloc(n + 3, sizeof *envp);
-	cr_assert(envp);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "BXFI_", 5) && strncmp(environ[i], MARKER "=", strlen(MARKER) + 1) &&
-		    strncmp(environ[i], "FT_MALLOC_ABORT_ON_ERROR=", 25))
-			envp[k++] = environ[i];
 	char marker[128];
 	snprintf(marker, sizeof marker, "%s=%s", MARKER, mode);
-	envp[k++] = marker;
-	envp[k++] = abort_on_error ? "FT_MALLOC_ABORT_ON_ERROR=1" : "FT_MALLOC_ABORT_ON_ERROR=0";
-	envp[k] = NULL;
+	char **envp = env_without((const char *const[]){"BXFI_", MARKER "=", "FT_MALLOC_ABORT_ON_ERROR=", NULL},
+				  (const char *const[]){marker,
+							abort_on_error ? "FT_MALLOC_ABORT_ON_ERROR=1"
+								       : "FT_MALLOC_ABORT_ON_ERROR=0",
+							NULL},
+				  NULL);
 
 	int out[2], err[2];
 	cr_assert(pipe(out) == 0 && pipe(err) == 0);

@@ -41,11 +41,11 @@
 
 #include "ft_malloc.h"
 
+#include "child.h"
+
 #define MARKER "FTM_TEST_SHOW_CHILD"
 #define TINY_MAX 512
 #define SMALL_MAX 32768
-
-extern char **environ;
 
 /* ------------------------------------------------------------------------ */
 /* Parser                                                                   */
@@ -709,19 +709,8 @@ __attribute__((constructor)) static void show_child(void)
 
 static void run_arena_child(char *out, size_t cap, int *status)
 {
-	size_t n = 0;
-	while (environ[n])
-		n++;
-	char **envp = calloc(n + 3, sizeof *envp);
-	cr_assert(envp);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "BXFI_", 5) && strncmp(environ[i], "FT_MALLOC_ARENAS=", 17) &&
-		    strncmp(environ[i], MARKER "=", strlen(MARKER) + 1))
-			envp[k++] = environ[i];
-	envp[k++] = MARKER "=arenas";
-	envp[k++] = "FT_MALLOC_ARENAS=4";
-	envp[k] = NULL;
+	char **envp = env_without((const char *const[]){"BXFI_", "FT_MALLOC_ARENAS=", MARKER "=", NULL},
+				  (const char *const[]){MARKER "=arenas", "FT_MALLOC_ARENAS=4", NULL}, NULL);
 	int fds[2];
 	cr_assert(pipe(fds) == 0);
 	pid_t pid = fork();
@@ -735,15 +724,7 @@ static void run_arena_child(char *out, size_t cap, int *status)
 		_exit(127);
 	}
 	close(fds[1]);
-	size_t len = 0;
-	for (;;) {
-		ssize_t r = read(fds[0], out + len, cap - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0 || (len += (size_t)r) == cap - 1)
-			break;
-	}
-	out[len] = '\0';
+	read_all(fds[0], out, cap);
 	close(fds[0]);
 	cr_assert(waitpid(pid, status, 0) == pid);
 	free(envp);
