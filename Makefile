@@ -112,7 +112,12 @@ re: fclean
 #   make fuzz     libFuzzer harness tests/fuzz/fuzz_alloc.c, clang, core under
 #                 ASan+UBSan, FUZZ_SECONDS (120) seconds from tests/fuzz/corpus
 #   make fuzz-ci  the same for 60 seconds
+#                 FT_MALLOC_* options in the environment apply to the fuzz
+#                 run, except FT_MALLOC_ABORT_ON_ERROR (its misuse steps need
+#                 the allocator to report and go on)
 # Each fails on any sanitizer report or failed check; logs stay in build/*/.
+# SAN_CC=clang gives a faster `make tsan` than the default compiler (gcc).
+# A fuzz crash input replays with: build/fuzz/fuzz_alloc -runs=100 FILE
 SAN_CC       ?= $(CC)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 120
