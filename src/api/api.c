@@ -57,7 +57,9 @@ static void *realloc_debug(void *p, size_t size)
 	void *q = debug_block_alloc(size);
 	if (!q)
 		return NULL;
-	memcpy(q, p, old < size ? old : size);
+	/* every byte malloc_usable_size reported is kept */
+	size_t kept = ftm_options[FTM_OPT_GUARD] ? old : room;
+	memcpy(q, p, kept < size ? kept : size);
 	free_checked(p, "realloc");
 	history_record(HISTORY_REALLOC, q, size);
 	return q;
@@ -102,9 +104,11 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 	} else {
 		size_t old, usable;
 		if (large_lookup(p, &old, &usable)) {
+			/* a LARGE block can be smaller than the new size (an aligned
+			 * one): copy what it holds, no more */
 			void *q = ftm_malloc(size);
 			if (q) {
-				memcpy(q, p, size);
+				memcpy(q, p, size < usable ? size : usable);
 				ftm_free(p);
 			}
 			return q;
