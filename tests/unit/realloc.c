@@ -2,7 +2,8 @@
  * realloc across the SMALL/LARGE line, the cases the fuzzer found: a LARGE
  * block smaller than the new SMALL size (an aligned one) must be copied by
  * what it holds, not by the new size (an over-read past its mapping, which
- * `make asan` reports); every byte malloc_usable_size reported is kept.
+ * `make asan` reports); every byte malloc_usable_size reported is kept
+ * (outside debug mode: there, see the note in api.c's realloc_debug).
  */
 #include <criterion/criterion.h>
 #include <string.h>
