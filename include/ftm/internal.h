@@ -128,6 +128,17 @@ static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t st
 	__atomic_store_n(&zone->meta[index], state, __ATOMIC_RELAXED);
 }
 
+/* Moves a chunk from state `seen` to `state` only if no other thread changed
+ * it in between: of two threads freeing the same pointer at once, exactly
+ * one wins, so a racing double free is caught rather than caching the chunk
+ * twice (tests/stress/double_free_race.c). */
+static inline bool meta_replace(struct ftm_zone *zone, uint32_t index, uint16_t seen,
+				uint16_t state)
+{
+	return __atomic_compare_exchange_n(&zone->meta[index], &seen, state, false,
+					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 /* ---- arena/arena.c ------------------------------------------------------- */
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 extern uint32_t ftm_arena_count;
@@ -178,7 +189,7 @@ void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
 enum history_op { HISTORY_MALLOC, HISTORY_FREE, HISTORY_REALLOC };
 extern bool ftm_debug; /* scribble, guard or history on: no thread caches */
 size_t debug_request(size_t size);
-void debug_on_alloc(void *p, size_t size, size_t usable, bool large);
+void debug_on_alloc(void *p, size_t size, bool large);
 void debug_check(const char *call, const void *p, size_t size, size_t usable, bool large);
 void debug_on_free(const char *call, void *p, size_t size, size_t usable, bool large);
 bool history_init(size_t entries);

@@ -37,7 +37,7 @@ void *debug_block_alloc(size_t size)
 	if (need > FTM_SMALL_MAX) {
 		void *p = large_alloc(size, FTM_ALIGN, false);
 		if (p)
-			debug_on_alloc(p, size, size, true);
+			debug_on_alloc(p, size, true);
 		return p;
 	}
 	uint32_t cls = size_class(need);
@@ -47,7 +47,7 @@ void *debug_block_alloc(size_t size)
 		__atomic_fetch_add(&cs->mallocs, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&cs->misses, 1, __ATOMIC_RELAXED);
 		chunk_set_size(p, size);
-		debug_on_alloc(p, size, class_size(cls), false);
+		debug_on_alloc(p, size, false);
 	}
 	return p;
 }
@@ -123,7 +123,8 @@ bool free_checked(void *p, const char *call)
 	}
 	uint32_t index = zone_chunk_index(zone, p);
 	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
-	if (!(meta & FTM_META_LIVE) || !zone_check(zone)) {
+	if (!(meta & FTM_META_LIVE) || !zone_check(zone) ||
+	    !meta_replace(zone, index, meta, FTM_META_CACHED)) {
 		report_bad_pointer(p, call);
 		return false;
 	}
@@ -140,7 +141,6 @@ bool free_checked(void *p, const char *call)
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->count == bin->cap)
 		tcache_flush(tc, zone->cls, bin->cap / 2);
-	meta_store(zone, index, FTM_META_CACHED);
 	bin->slots[bin->count++] = token;
 	bin->frees++;
 	return true;
@@ -159,8 +159,9 @@ FTM_COLD void free_slow(void *p, const char *call)
 
 /* A pointer is freed here only if it is exactly the start of a live chunk:
  * off is a multiple of the chunk size (an interior, misaligned or header
- * pointer is not), and its state says live. Past the last chunk, the state
- * slot meta[capacity] exists and is never live, so no bound check. */
+ * pointer is not), its state says live, and this call is the one that moves
+ * it out of live (meta_replace). Past the last chunk, the state slot
+ * meta[capacity] exists and is never live, so no bound check. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
@@ -168,13 +169,14 @@ FTM_EXPORT void ftm_free(void *p)
 		uint64_t off = (uintptr_t)p - zone->first;
 		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
 		struct ftm_bin *bin = &ftm_tls_tcache->bins[zone->cls];
-		if (FTM_LIKELY(index * zone->size == off &&
-			       (meta_load(zone, (uint32_t)index) & FTM_META_LIVE) &&
-			       bin->count < bin->cap)) {
-			meta_store(zone, (uint32_t)index, FTM_META_CACHED);
-			bin->slots[bin->count++] = token_make(p, (uint32_t)index);
-			bin->frees++;
-			return;
+		if (FTM_LIKELY(index * zone->size == off)) {
+			uint16_t state = meta_load(zone, (uint32_t)index);
+			if (FTM_LIKELY((state & FTM_META_LIVE) && bin->count < bin->cap &&
+				       meta_replace(zone, (uint32_t)index, state, FTM_META_CACHED))) {
+				bin->slots[bin->count++] = token_make(p, (uint32_t)index);
+				bin->frees++;
+				return;
+			}
 		}
 	}
 	free_slow(p, "free");

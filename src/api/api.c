@@ -45,9 +45,9 @@ static bool block_sizes(const void *p, size_t *size, size_t *room)
 }
 
 /* Debug mode: every realloc moves, so the old block's canary is checked
- * (reported as realloc's) and it is scribbled; one history entry. It keeps
- * the bytes asked for, not the class slack past them (known gap: scribble
- * would have to fill whole chunks for that slack to read as 0xAA). */
+ * (reported as realloc's) and it is scribbled; one history entry. The whole
+ * room moves, as malloc_usable_size reported it (under guard, the bytes
+ * asked for: the rest is canary). */
 static void *realloc_debug(void *p, size_t size)
 {
 	size_t old, room;
@@ -59,7 +59,8 @@ static void *realloc_debug(void *p, size_t size)
 	void *q = debug_block_alloc(size);
 	if (!q)
 		return NULL;
-	memcpy(q, p, old < size ? old : size);
+	size_t keep = ftm_options[FTM_OPT_GUARD] ? old : room;
+	memcpy(q, p, keep < size ? keep : size);
 	free_checked(p, "realloc");
 	history_record(HISTORY_REALLOC, q, size);
 	return q;
@@ -67,11 +68,17 @@ static void *realloc_debug(void *p, size_t size)
 
 /* A zone chunk stays where it is while the new size keeps its class or
  * still uses more than half of it; otherwise it moves to a fitting class. */
-static void *realloc_small(void *p, struct ftm_zone *zone, size_t size)
+static void *realloc_small(void *p, struct ftm_zone *zone, uint32_t index, uint16_t state,
+			   size_t size)
 {
 	const struct ftm_class *c = &ftm_classes[zone->cls];
 	if (size <= c->size && (size_class(size) == zone->cls || size > c->size / 2)) {
-		chunk_set_size(p, size);
+		/* a free racing with this realloc wins or loses as a whole */
+		if (!meta_replace(zone, index, state, (uint16_t)(FTM_META_LIVE | (c->size - size)))) {
+			report_bad_pointer(p, "realloc");
+			errno = EINVAL;
+			return NULL;
+		}
 		return p;
 	}
 	void *q = ftm_malloc(size);
@@ -95,8 +102,9 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (zone) {
 		uint32_t index = zone_chunk_index(zone, p);
-		if (index != UINT32_MAX && (meta_load(zone, index) & FTM_META_LIVE))
-			return realloc_small(p, zone, size);
+		uint16_t state = index == UINT32_MAX ? 0 : meta_load(zone, index);
+		if (state & FTM_META_LIVE)
+			return realloc_small(p, zone, index, state, size);
 	} else if (size > FTM_SMALL_MAX) {
 		void *moved;
 		if (large_realloc(p, size, &moved))
@@ -155,7 +163,7 @@ void *malloc_aligned(size_t size, size_t align)
 	}
 	void *p = large_alloc(size, align, false);
 	if (p && FTM_UNLIKELY(ftm_debug)) {
-		debug_on_alloc(p, size, size, true);
+		debug_on_alloc(p, size, true);
 		history_record(HISTORY_MALLOC, p, size);
 	}
 	return p;

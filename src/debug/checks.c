@@ -36,10 +36,18 @@ static size_t canary_len(size_t size, size_t usable)
 	return slack < CANARY_MAX ? slack : CANARY_MAX;
 }
 
-void debug_on_alloc(void *p, size_t size, size_t usable, bool large)
+/* Scribbles the whole room of a new block, not only the bytes asked for:
+ * malloc_usable_size promises the rest too, and realloc carries it over, so
+ * it must read 0xAA until written (tests/api/debug_scribble_guard.c). */
+void debug_on_alloc(void *p, size_t size, bool large)
 {
+	size_t usable, asked;
+	if (large)
+		large_lookup(p, &asked, &usable);
+	else
+		usable = pagemap_zone(p)->size;
 	if (ftm_options[FTM_OPT_SCRIBBLE])
-		memset(p, SCRIBBLE_NEW, size);
+		memset(p, SCRIBBLE_NEW, usable);
 	if (ftm_options[FTM_OPT_GUARD] && !large)
 		memset((char *)p + size, CANARY, canary_len(size, usable));
 }

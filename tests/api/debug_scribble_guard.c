@@ -116,6 +116,19 @@ static void child_scribble_new(void)
 		have = steps[k];
 	}
 	free(r);
+	/* every byte malloc_usable_size reports moves with realloc, and the
+	 * room past the request reads 0xAA until written */
+	size_t asked[] = {20, 3000, 40000};
+	for (size_t k = 0; k < 3; k++) {
+		char *s = malloc(asked[k]);
+		size_t room = malloc_usable_size(s);
+		expect_bytes("slack", asked[k], s, 0, room, 0xaa);
+		memset(s, 0x22, room);
+		s = realloc(s, 4 * room);
+		expect_bytes("realloc kept slack", room, s, 0, room, 0x22);
+		expect_bytes("realloc grown past slack", room, s, room, 4 * room, 0xaa);
+		free(s);
+	}
 	for (size_t k = 0; k < N_SCRIBBLE; k++)
 		free(live[k]);
 	note("done\n");
