@@ -59,9 +59,10 @@ $(BUILD)/tests/unit_%: tests/unit/%.c $(CORE_LIB)
 
 # API and stress tests link the real library, so they run on it even without
 # LD_PRELOAD and can call show_alloc_mem directly.
+# -rdynamic: the leak report names the test's own functions as call sites.
 $(BUILD)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(LINK)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR) -lcriterion -ldl
+	$(CC) $(TEST_CFLAGS) -rdynamic -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR) -lcriterion -ldl
 
 $(BUILD)/tests/stress_%: tests/stress/%.c $(LINK)
 	@mkdir -p $(dir $@)

@@ -185,13 +185,26 @@ size_t large_count(void);
 /* Visits every LARGE mapping (registry lock held by the caller). */
 void large_for_each(void (*visit)(const struct ftm_large *, void *), void *ctx);
 
+/* ---- debug/callsite.c ---------------------------------------------------- */
+/* the return address of the malloc-family call being served */
+#define FTM_CALLER __builtin_return_address(0)
+void callsite_record(const void *block, const void *caller, size_t size);
+void callsite_forget(const void *block);
+uintptr_t callsite_of(const void *block);
+size_t callsite_count(void);
+void callsite_for_each(void (*visit)(uintptr_t caller, size_t size, void *ctx), void *ctx);
+void callsite_lock(void);
+void callsite_unlock(void);
+void callsite_reinit_lock(void);
+
 /* ---- debug/checks.c, debug/history.c, debug/report.c ---------------------- */
 enum history_op { HISTORY_MALLOC, HISTORY_FREE, HISTORY_REALLOC };
-extern bool ftm_debug; /* scribble, guard or history on: no thread caches */
+extern bool ftm_debug; /* scribble, guard, history or callers on: no thread caches */
 size_t debug_request(size_t size);
 void debug_on_alloc(void *p, size_t size, bool large);
 void debug_check(const char *call, const void *p, size_t size, size_t usable, bool large);
 void debug_on_free(const char *call, void *p, size_t size, size_t usable, bool large);
+void debug_on_new_block(enum history_op op, void *p, size_t size, const void *caller);
 bool history_init(size_t entries);
 void history_record(enum history_op op, const void *p, size_t size);
 void history_print(struct ftm_out *o);
@@ -236,6 +249,7 @@ enum ftm_option_id {
 	FTM_OPT_DUMP,           /* text: file for a JSON heap dump at exit */
 	FTM_OPT_DUMP_SIGNAL,    /* signal number that writes the JSON dump */
 	FTM_OPT_SHOW_FULL,      /* show_alloc_mem_ex dumps whole blocks */
+	FTM_OPT_CALLERS,        /* record each block's call site for the leak report */
 	FTM_OPT_COUNT
 };
 extern long ftm_options[FTM_OPT_COUNT];
@@ -273,15 +287,23 @@ size_t os_page_size(void);
 uint32_t os_cpu_count(void);
 uint64_t os_random(void);
 void os_write(int fd, const void *buf, size_t len);
+struct os_symbol {
+	const char *module;    /* path of the executable or library */
+	uintptr_t module_base; /* where it is loaded */
+	const char *name;      /* nearest exported symbol below, or NULL */
+	uintptr_t name_addr;   /* its address */
+};
+bool os_symbol(const void *addr, struct os_symbol *out);
 
 /* ---- api/alloc.c --------------------------------------------------------- */
 void *ftm_malloc(size_t size);
 void ftm_free(void *ptr);
-void *malloc_aligned(size_t size, size_t align);
+void *malloc_aligned(size_t size, size_t align, const void *caller);
 void chunk_set_size(void *p, size_t size);
 void report_bad_pointer(const void *p, const char *call);
 bool free_checked(void *p, const char *call);
 void *debug_block_alloc(size_t size);
+void *malloc_debug(size_t size, const void *caller);
 void free_slow(void *p, const char *call);
 
 #endif

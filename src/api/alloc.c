@@ -30,37 +30,42 @@ static struct ftm_tcache *thread_cache(void)
 }
 
 /* Debug mode (see debug/checks.c): every block straight from its arena or
- * the registry, with the hooks around it (the caller records the history). */
+ * the registry, with the hooks around it (the caller records the history
+ * and the call site). */
 void *debug_block_alloc(size_t size)
 {
 	size_t need = debug_request(size);
+	void *p;
 	if (need > FTM_SMALL_MAX) {
-		void *p = large_alloc(size, FTM_ALIGN, false);
-		if (p)
+		if ((p = large_alloc(size, FTM_ALIGN, false)))
 			debug_on_alloc(p, size, true);
 		return p;
 	}
 	uint32_t cls = size_class(need);
-	void *p = arena_alloc_one(cls);
-	if (p) {
-		struct ftm_class_stats *cs = &pagemap_zone(p)->arena->by_class[cls];
-		__atomic_fetch_add(&cs->mallocs, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&cs->misses, 1, __ATOMIC_RELAXED);
-		chunk_set_size(p, size);
-		debug_on_alloc(p, size, false);
-	}
+	if (!(p = arena_alloc_one(cls)))
+		return NULL;
+	struct ftm_class_stats *cs = &pagemap_zone(p)->arena->by_class[cls];
+	__atomic_fetch_add(&cs->mallocs, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&cs->misses, 1, __ATOMIC_RELAXED);
+	chunk_set_size(p, size);
+	debug_on_alloc(p, size, false);
 	return p;
 }
 
-FTM_COLD static void *malloc_slow(size_t size)
+/* malloc in debug mode; `caller` is the program's return address. */
+void *malloc_debug(size_t size, const void *caller)
+{
+	void *p = debug_block_alloc(size);
+	if (p)
+		debug_on_new_block(HISTORY_MALLOC, p, size, caller);
+	return p;
+}
+
+FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 {
 	ftm_ensure_init();
-	if (FTM_UNLIKELY(ftm_debug)) {
-		void *p = debug_block_alloc(size);
-		if (p)
-			history_record(HISTORY_MALLOC, p, size);
-		return p;
-	}
+	if (FTM_UNLIKELY(ftm_debug))
+		return malloc_debug(size, caller);
 	if (size > FTM_SMALL_MAX)
 		return large_alloc(size, FTM_ALIGN, false);
 	uint32_t cls = size_class(size);
@@ -94,7 +99,7 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 			return p;
 		}
 	}
-	return malloc_slow(size);
+	return malloc_slow(size, FTM_CALLER);
 }
 
 /* Says why p, which is not a live pointer of ours, was refused. */

@@ -20,7 +20,13 @@ FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
 		return NULL;
 	}
 	ftm_ensure_init();
-	if (total > FTM_SMALL_MAX && !ftm_debug)
+	if (FTM_UNLIKELY(ftm_debug)) {
+		void *p = malloc_debug(total, FTM_CALLER);
+		if (p)
+			memset(p, 0, total);
+		return p;
+	}
+	if (total > FTM_SMALL_MAX)
 		return large_alloc(total, FTM_ALIGN, true);
 	void *p = ftm_malloc(total);
 	if (p)
@@ -48,7 +54,7 @@ static bool block_sizes(const void *p, size_t *size, size_t *room)
  * (reported as realloc's) and it is scribbled; one history entry. The whole
  * room moves, as malloc_usable_size reported it (under guard, the bytes
  * asked for: the rest is canary). */
-static void *realloc_debug(void *p, size_t size)
+static void *realloc_debug(void *p, size_t size, const void *caller)
 {
 	size_t old, room;
 	if (!block_sizes(p, &old, &room)) {
@@ -62,7 +68,7 @@ static void *realloc_debug(void *p, size_t size)
 	size_t keep = ftm_options[FTM_OPT_GUARD] ? old : room;
 	memcpy(q, p, keep < size ? keep : size);
 	free_checked(p, "realloc");
-	history_record(HISTORY_REALLOC, q, size);
+	debug_on_new_block(HISTORY_REALLOC, q, size, caller);
 	return q;
 }
 
@@ -91,14 +97,14 @@ static void *realloc_small(void *p, struct ftm_zone *zone, uint32_t index, uint1
 
 FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 {
+	if (FTM_UNLIKELY(ftm_debug) && p && size)
+		return realloc_debug(p, size, FTM_CALLER);
 	if (!p)
-		return ftm_malloc(size);
+		return FTM_UNLIKELY(ftm_debug) ? malloc_debug(size, FTM_CALLER) : ftm_malloc(size);
 	if (size == 0) {
 		free_slow(p, "realloc");
 		return NULL;
 	}
-	if (FTM_UNLIKELY(ftm_debug))
-		return realloc_debug(p, size);
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (zone) {
 		uint32_t index = zone_chunk_index(zone, p);
@@ -147,11 +153,11 @@ static bool power_of_two(size_t n)
  * power-of-two class start at multiples of their size (chunk 0 is page
  * aligned), so alignments up to a page come from zones; larger ones from a
  * LARGE mapping. */
-void *malloc_aligned(size_t size, size_t align)
+void *malloc_aligned(size_t size, size_t align, const void *caller)
 {
-	if (align <= FTM_ALIGN)
-		return ftm_malloc(size);
 	ftm_ensure_init();
+	if (align <= FTM_ALIGN)
+		return FTM_UNLIKELY(ftm_debug) ? malloc_debug(size, caller) : ftm_malloc(size);
 	/* debug mode pads zone chunks for the canary: aligned blocks go LARGE */
 	if (align <= ftm_page_size && size <= FTM_SMALL_MAX && !ftm_debug) {
 		size_t chunk = size < align ? align : size;
@@ -164,7 +170,7 @@ void *malloc_aligned(size_t size, size_t align)
 	void *p = large_alloc(size, align, false);
 	if (p && FTM_UNLIKELY(ftm_debug)) {
 		debug_on_alloc(p, size, true);
-		history_record(HISTORY_MALLOC, p, size);
+		debug_on_new_block(HISTORY_MALLOC, p, size, caller);
 	}
 	return p;
 }
@@ -174,7 +180,7 @@ FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)
 	if (!power_of_two(align) || align % sizeof(void *))
 		return EINVAL;
 	int saved = errno;
-	void *p = malloc_aligned(size, align);
+	void *p = malloc_aligned(size, align, FTM_CALLER);
 	if (!p)
 		return ENOMEM;
 	errno = saved;
@@ -188,7 +194,7 @@ FTM_EXPORT void *ftm_aligned_alloc(size_t align, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	return malloc_aligned(size, align);
+	return malloc_aligned(size, align, FTM_CALLER);
 }
 
 FTM_EXPORT void *ftm_memalign(size_t align, size_t size)
@@ -199,13 +205,13 @@ FTM_EXPORT void *ftm_memalign(size_t align, size_t size)
 	}
 	if (!power_of_two(align))
 		align = align ? (size_t)1 << (64 - __builtin_clzl(align)) : 1;
-	return malloc_aligned(size, align);
+	return malloc_aligned(size, align, FTM_CALLER);
 }
 
 FTM_EXPORT void *ftm_valloc(size_t size)
 {
 	ftm_ensure_init();
-	return malloc_aligned(size, ftm_page_size);
+	return malloc_aligned(size, ftm_page_size, FTM_CALLER);
 }
 
 FTM_EXPORT void *ftm_pvalloc(size_t size)
@@ -217,7 +223,7 @@ FTM_EXPORT void *ftm_pvalloc(size_t size)
 		return NULL;
 	}
 	rounded &= ~(ftm_page_size - 1);
-	return malloc_aligned(rounded ? rounded : ftm_page_size, ftm_page_size);
+	return malloc_aligned(rounded ? rounded : ftm_page_size, ftm_page_size, FTM_CALLER);
 }
 
 FTM_EXPORT size_t ftm_malloc_usable_size(void *p)

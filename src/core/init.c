@@ -15,7 +15,7 @@ extern char **environ;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* fork: every lock is taken in one fixed order (registry, arenas by index,
- * cache pool) so the child starts with consistent structures; the child
+ * cache pool, call sites) so the child starts with consistent structures; the child
  * re-initializes the locks rather than unlocking what its parent's threads
  * held. */
 static void fork_prepare(void)
@@ -23,10 +23,12 @@ static void fork_prepare(void)
 	large_lock();
 	arena_lock_all();
 	tcache_lock_pool();
+	callsite_lock();
 }
 
 static void fork_parent(void)
 {
+	callsite_unlock();
 	tcache_unlock_pool();
 	arena_unlock_all();
 	large_unlock();
@@ -34,6 +36,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+	callsite_reinit_lock();
 	tcache_reinit_pool_lock();
 	arena_reinit_locks();
 	large_reinit_lock();

@@ -1,6 +1,6 @@
 /*
- * Debug checks on every operation, on when FT_MALLOC_SCRIBBLE, _GUARD or
- * _HISTORY is set. Then no thread cache is ever attached (the fast paths
+ * Debug checks on every operation, on when FT_MALLOC_SCRIBBLE, _GUARD,
+ * _HISTORY or _CALLERS is set. Then no thread cache is ever attached (the fast paths
  * always fall to the slow ones, which call these hooks), so with every
  * option off the fast paths carry no debug test at all.
  *
@@ -10,7 +10,8 @@
  *    address and the size class); LARGE blocks end against a PROT_NONE page
  *    (large.c), so an overflow faults at the first byte past the end;
  *  - history: every operation goes to the ring (history.c); the callers
- *    record it, one entry per call.
+ *    record it, one entry per call;
+ *  - callers: each live block's call site (callsite.c), for the leak report.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +83,19 @@ void debug_check(const char *call, const void *p, size_t size, size_t usable, bo
 		}
 }
 
+/* One history entry per call, and the block's call site. */
+void debug_on_new_block(enum history_op op, void *p, size_t size, const void *caller)
+{
+	history_record(op, p, size);
+	if (ftm_options[FTM_OPT_CALLERS])
+		callsite_record(p, caller, size);
+}
+
 void debug_on_free(const char *call, void *p, size_t size, size_t usable, bool large)
 {
 	debug_check(call, p, size, usable, large);
+	if (ftm_options[FTM_OPT_CALLERS])
+		callsite_forget(p);
 	if (ftm_options[FTM_OPT_SCRIBBLE])
 		memset(p, SCRIBBLE_FREED, large ? size : usable);
 }

@@ -92,7 +92,7 @@ void debug_init(void)
 	if (ftm_options[FTM_OPT_DUMP_SIGNAL] > 0 && ftm_options[FTM_OPT_DUMP_SIGNAL] < NSIG)
 		install((int)ftm_options[FTM_OPT_DUMP_SIGNAL], on_dump_signal);
 	ftm_debug = ftm_options[FTM_OPT_SCRIBBLE] || ftm_options[FTM_OPT_GUARD] ||
-		    ftm_options[FTM_OPT_HISTORY] > 0;
+		    ftm_options[FTM_OPT_HISTORY] > 0 || ftm_options[FTM_OPT_CALLERS];
 	if (ftm_options[FTM_OPT_VERBOSE])
 		options_print();
 }
@@ -120,6 +120,13 @@ static void leak_block(struct leaks *l, uint32_t group, uintptr_t p, size_t size
 	out_str(l->out, group == FTM_CLASS_COUNT ? " bytes LARGE" : " bytes class ");
 	if (group < FTM_CLASS_COUNT)
 		out_dec(l->out, class_size(group));
+	/* a raw address only: naming it would take the loader's lock with
+	 * every arena lock held */
+	uintptr_t caller = ftm_options[FTM_OPT_CALLERS] ? callsite_of((void *)p) : 0;
+	if (caller) {
+		out_str(l->out, ", called from ");
+		out_hex(l->out, caller - 1);
+	}
 	out_line_end(l->out);
 }
 
@@ -138,8 +145,120 @@ static void leak_large(const struct ftm_large *h, void *ctx)
 	leak_block(ctx, FTM_CLASS_COUNT, (uintptr_t)h->user, h->size);
 }
 
+/* ---- leaks by call site (FT_MALLOC_CALLERS) ------------------------------ */
+
+#define SITES_SHOWN 32 /* the call sites that leak the most bytes, by name */
+
+struct site {
+	uintptr_t caller; /* return address; 0: empty slot */
+	uint64_t blocks;  /* live blocks allocated there */
+	uint64_t bytes;   /* their sizes */
+	bool shown;       /* already printed */
+};
+
+struct sites {
+	struct site *items; /* a power-of-two hash table keyed by caller */
+	size_t cap;
+	size_t count;       /* distinct callers */
+};
+
+/* Counts a block at its call site; a table filled to half (the recording
+ * table grew since it was sized) drops new callers rather than spin. */
+static void site_add(uintptr_t caller, size_t size, void *ctx)
+{
+	struct sites *t = ctx;
+	size_t i = (size_t)(caller * 0x9e3779b97f4a7c15ull >> 32) & (t->cap - 1);
+	while (t->items[i].caller && t->items[i].caller != caller)
+		i = (i + 1) & (t->cap - 1);
+	if (!t->items[i].caller) {
+		if (2 * (t->count + 1) > t->cap)
+			return;
+		t->items[i].caller = caller;
+		t->count++;
+	}
+	t->items[i].blocks++;
+	t->items[i].bytes += size;
+}
+
+/* "called from main+0x1b (/path/prog+0x11c8)": the address is the call
+ * instruction's (the return address - 1), module+offset ready for addr2line. */
+static void out_call_site(struct ftm_out *o, uintptr_t caller)
+{
+	uintptr_t at = caller - 1;
+	struct os_symbol sym;
+	out_str(o, "  called from ");
+	if (!os_symbol((void *)at, &sym)) {
+		out_hex(o, at);
+		return;
+	}
+	if (sym.name) {
+		out_str(o, sym.name);
+		out_str(o, "+");
+		out_hex(o, at - sym.name_addr);
+		out_str(o, " ");
+	}
+	out_str(o, "(");
+	out_str(o, sym.module);
+	out_str(o, "+");
+	out_hex(o, at - sym.module_base);
+	out_str(o, ")");
+}
+
+/* Blocks and bytes per call site, the SITES_SHOWN biggest by name (symbols
+ * are looked up with no allocator lock held), then one line for the rest. */
+static void leak_sites(struct ftm_out *o)
+{
+	struct sites t = {NULL, 64, 0};
+	while (t.cap < 2 * callsite_count())
+		t.cap *= 2;
+	size_t map_bytes = (t.cap * sizeof(*t.items) + ftm_page_size - 1) & ~(ftm_page_size - 1);
+	if (!(t.items = os_map(map_bytes)))
+		return;
+	callsite_for_each(site_add, &t);
+	uint64_t rest_blocks = 0, rest_bytes = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < t.cap; i++)
+		if (t.items[i].caller) {
+			t.items[n++] = t.items[i];
+			rest_blocks += t.items[i].blocks;
+			rest_bytes += t.items[i].bytes;
+		}
+	out_str(o, "  by call site:");
+	out_line_end(o);
+	for (size_t shown = 0; shown < n && shown < SITES_SHOWN; shown++) {
+		struct site *best = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (!t.items[i].shown &&
+			    (!best || t.items[i].bytes > best->bytes ||
+			     (t.items[i].bytes == best->bytes && t.items[i].caller < best->caller)))
+				best = &t.items[i];
+		best->shown = true;
+		rest_blocks -= best->blocks;
+		rest_bytes -= best->bytes;
+		out_call_site(o, best->caller);
+		out_str(o, ": ");
+		out_dec(o, best->blocks);
+		out_str(o, " blocks, ");
+		out_dec(o, best->bytes);
+		out_str(o, " bytes");
+		out_line_end(o);
+	}
+	if (n > SITES_SHOWN) {
+		out_str(o, "  ");
+		out_dec(o, n - SITES_SHOWN);
+		out_str(o, " more call sites: ");
+		out_dec(o, rest_blocks);
+		out_str(o, " blocks, ");
+		out_dec(o, rest_bytes);
+		out_str(o, " bytes");
+		out_line_end(o);
+	}
+	os_unmap(t.items, map_bytes);
+}
+
 /* "leak report: N blocks, B bytes live at exit", one line per size class
- * with live blocks, then every block in address order. */
+ * with live blocks, then (FT_MALLOC_CALLERS) per call site, then every block
+ * in address order. */
 static void leak_report(struct ftm_out *o)
 {
 	static const struct heap_visitor visit = {leak_zone, leak_large};
@@ -169,6 +288,8 @@ static void leak_report(struct ftm_out *o)
 		out_str(o, " bytes");
 		out_line_end(o);
 	}
+	if (blocks && ftm_options[FTM_OPT_CALLERS])
+		leak_sites(o);
 	l.list = true;
 	if (blocks)
 		heap_walk(&visit, &l, true);

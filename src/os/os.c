@@ -1,9 +1,11 @@
 /*
- * The only file that talks to the kernel. Every function either succeeds or
- * returns NULL/0 with errno left as the kernel set it; callers turn failures
- * into ENOMEM. Raw syscalls where libc might allocate or lock.
+ * The only file that talks to the kernel (and, for symbol names, to the
+ * dynamic loader). Every function either succeeds or returns NULL/0 with
+ * errno left as the kernel set it; callers turn failures into ENOMEM. Raw
+ * syscalls where libc might allocate or lock.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -129,4 +131,19 @@ void os_write(int fd, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+}
+
+/* The loaded object and nearest exported symbol at or below a code address.
+ * dladdr takes the loader's lock (never malloc): call it with no allocator
+ * lock held, as the leak report does. */
+bool os_symbol(const void *addr, struct os_symbol *out)
+{
+	Dl_info info;
+	if (!dladdr(addr, &info) || !info.dli_fname)
+		return false;
+	out->module = info.dli_fname;
+	out->module_base = (uintptr_t)info.dli_fbase;
+	out->name = info.dli_sname;
+	out->name_addr = (uintptr_t)info.dli_saddr;
+	return true;
 }

@@ -107,6 +107,54 @@ static void child_leaks(void)
 	note_live(a, 256);
 }
 
+/* Call sites for FT_MALLOC_CALLERS: exported (the test links with
+ * -rdynamic) so that the report can name them. A call site is one call
+ * instruction, so each function makes its calls from one place, in a loop
+ * the compiler cannot unroll. */
+static volatile int twice = 2, thrice = 3;
+
+__attribute__((noinline)) void ftm_test_leak_malloc(void)
+{
+	for (int i = 0; i < thrice; i++)
+		note_live(malloc(40), 40);
+	free(opaque(malloc(70)));
+}
+
+__attribute__((noinline)) void ftm_test_leak_calloc(void)
+{
+	for (int i = 0; i < twice; i++)
+		note_live(calloc(1, 300), 300);
+}
+
+/* one realloc call instruction, reached with NULL and with a block */
+__attribute__((noinline)) void *ftm_test_leak_realloc(void *p, size_t size)
+{
+	return note_live(realloc(opaque(p), size), size);
+}
+
+__attribute__((noinline)) void ftm_test_leak_memalign(void)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 64, 100))
+		_exit(122);
+	note_live(p, 100);
+}
+
+__attribute__((noinline)) void ftm_test_leak_valloc(void)
+{
+	note_live(valloc(10), 10);
+}
+
+static void child_callers(void)
+{
+	ftm_test_leak_malloc();
+	ftm_test_leak_calloc();
+	ftm_test_leak_realloc(NULL, 5000);
+	ftm_test_leak_realloc(malloc(10), 2000);
+	ftm_test_leak_memalign();
+	ftm_test_leak_valloc();
+}
+
 static void child_no_leaks(void)
 {
 	void *v[8];
@@ -229,6 +277,8 @@ __attribute__((constructor)) static void debug_child(void)
 		child_leaks();
 	else if (!strcmp(mode, "no_leaks"))
 		child_no_leaks();
+	else if (!strcmp(mode, "callers"))
+		child_callers();
 	else if (!strcmp(mode, "stats"))
 		child_stats();
 	else if (!strcmp(mode, "output"))
@@ -409,6 +459,65 @@ Test(debug_leak_report, sizes_asked_for_under_guard)
 		char line[128];
 		snprintf(line, sizeof line, "  0x%lx : %zu bytes ", a.live[i].addr, a.live[i].size);
 		cr_assert(strstr(ERR(&c), line), "block %s missing from\n%s", line, ERR(&c));
+	}
+	child_free(&c);
+}
+
+/* FT_MALLOC_CALLERS: the leaks grouped by the function that allocated them,
+ * most bytes first, and each block's line naming its call site's address
+ * (the same address for every block of one site). */
+Test(debug_leak_report, call_sites_named_and_counted)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", "FT_MALLOC_CALLERS=1", NULL};
+	static const struct {
+		const char *name;
+		size_t blocks, bytes;
+	} sites[] = {
+	    {"ftm_test_leak_realloc", 2, 7000},
+	    {"ftm_test_leak_calloc", 2, 600},
+	    {"ftm_test_leak_malloc", 3, 120},
+	    {"ftm_test_leak_memalign", 1, 100},
+	    {"ftm_test_leak_valloc", 1, 10},
+	};
+	struct child c;
+	run_child("callers", opts, &c);
+	assert_exit0(&c, "callers");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	cr_assert_eq(a.nlive, 9, "notes: %s", NOTES(&c));
+	const char *report = ERR(&c);
+	cr_assert(!strncmp(report, "ft_malloc: leak report: 9 blocks, 7830 bytes live at exit\n", 58),
+		  "report:\n%s", report);
+	const char *line = strstr(report, "\n  by call site:\n");
+	cr_assert(line, "no call-site section in\n%s", report);
+	line += strlen("\n  by call site:\n");
+	for (size_t i = 0; i < 5; i++) {
+		char head[96], tail[64];
+		snprintf(head, sizeof head, "  called from %s+0x", sites[i].name);
+		snprintf(tail, sizeof tail, "): %zu blocks, %zu bytes\n", sites[i].blocks, sites[i].bytes);
+		const char *end = strchr(line, '\n');
+		cr_assert(end && !strncmp(line, head, strlen(head)), "call site %zu should start with '%s':\n%s", i,
+			  head, report);
+		const char *t = strstr(line, "): ");
+		cr_assert(t && t < end && !strncmp(t, tail, strlen(tail)), "call site %zu should end with '%s':\n%s", i,
+			  tail, report);
+		line = end + 1;
+	}
+	cr_assert(!strncmp(line, "  0x", 4), "five call sites, then the blocks:\n%s", report);
+	/* per block: its site's address, shared by the blocks of one site */
+	uintptr_t site_of_size[5001] = {0};
+	for (size_t i = 0; i < a.nlive; i++) {
+		char want[96];
+		snprintf(want, sizeof want, "  0x%lx : %zu bytes ", a.live[i].addr, a.live[i].size);
+		const char *at = strstr(report, want);
+		cr_assert(at, "block %s missing from\n%s", want, report);
+		const char *from = strstr(at, ", called from 0x");
+		cr_assert(from && from < strchr(at, '\n'), "block %s has no call site:\n%s", want, report);
+		uintptr_t site = strtoul(from + strlen(", called from "), NULL, 16);
+		size_t key = a.live[i].size <= 300 ? a.live[i].size : 5000; /* 2000 and 5000: one site */
+		cr_assert(!site_of_size[key] || site_of_size[key] == site,
+			  "blocks of one call site name different addresses:\n%s", report);
+		site_of_size[key] = site;
 	}
 	child_free(&c);
 }
