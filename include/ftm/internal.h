@@ -81,11 +81,21 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 }
 
 /* ---- arena/zone.c -------------------------------------------------------- */
+extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
+void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
 uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
+
+/* The header's seal is intact. It is the header's first word, so a linear
+ * overflow from the mapping below cannot reach the chunk geometry without
+ * breaking it, and free checks it before trusting that geometry. */
+static inline bool zone_sealed(const struct ftm_zone *zone)
+{
+	return zone->check == ((uintptr_t)zone ^ ftm_zone_key);
+}
 
 static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)
 {

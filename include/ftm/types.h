@@ -68,11 +68,11 @@ enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
 struct ftm_arena;
 
 struct ftm_zone {
+	uint64_t check;              /* address ^ ftm_zone_key; first, so an overflow from below breaks it */
 	uintptr_t first;             /* address of chunk 0 */
 	uint64_t recip;              /* the class's, here so free needs no other lookup */
 	uint32_t size;               /* chunk size (the class's) */
 	uint32_t capacity;           /* chunks in this zone (the class's) */
-	uint64_t check;              /* FTM_ZONE_MAGIC ^ address ^ secret: header not overwritten */
 	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
 	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
 	struct ftm_zone *all_prev;

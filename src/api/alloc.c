@@ -102,10 +102,15 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 	return malloc_slow(size, FTM_CALLER);
 }
 
-/* Says why p, which is not a live pointer of ours, was refused. */
+/* Says why p, which is not a live pointer of ours, was refused; a zone
+ * whose seal is broken is not read any further. */
 void report_bad_pointer(const void *p, const char *call)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
+	if (zone && !zone_check(zone)) {
+		report_error(call, "zone header overwritten, block left alone", p);
+		return;
+	}
 	uint32_t index = zone ? zone_chunk_index(zone, p) : UINT32_MAX;
 	bool freed_chunk = index != UINT32_MAX && index < zone->carved &&
 			   !(meta_load(zone, index) & FTM_META_LIVE);
@@ -126,10 +131,9 @@ bool free_checked(void *p, const char *call)
 		report_bad_pointer(p, call);
 		return false;
 	}
-	uint32_t index = zone_chunk_index(zone, p);
+	uint32_t index = zone_check(zone) ? zone_chunk_index(zone, p) : UINT32_MAX;
 	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
-	if (!(meta & FTM_META_LIVE) || !zone_check(zone) ||
-	    !meta_replace(zone, index, meta, FTM_META_CACHED)) {
+	if (!(meta & FTM_META_LIVE) || !meta_replace(zone, index, meta, FTM_META_CACHED)) {
 		report_bad_pointer(p, call);
 		return false;
 	}
@@ -162,7 +166,8 @@ FTM_COLD void free_slow(void *p, const char *call)
 	errno = saved;
 }
 
-/* A pointer is freed here only if it is exactly the start of a live chunk:
+/* A pointer is freed here only if its zone's seal is intact (zone_sealed)
+ * and it is exactly the start of a live chunk:
  * off is a multiple of the chunk size (an interior, misaligned or header
  * pointer is not), its state says live, and this call is the one that moves
  * it out of live (meta_replace). Past the last chunk, the state slot
@@ -170,7 +175,7 @@ FTM_COLD void free_slow(void *p, const char *call)
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
-	if (FTM_LIKELY(zone)) {
+	if (FTM_LIKELY(zone && zone_sealed(zone))) {
 		uint64_t off = (uintptr_t)p - zone->first;
 		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
 		struct ftm_bin *bin = &ftm_tls_tcache->bins[zone->cls];

@@ -41,6 +41,8 @@ static bool block_sizes(const void *p, size_t *size, size_t *room)
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (!zone)
 		return large_lookup(p, size, room);
+	if (!zone_check(zone))
+		return false;
 	uint32_t index = zone_chunk_index(zone, p);
 	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
 	if (!(meta & FTM_META_LIVE))
@@ -107,7 +109,7 @@ FTM_EXPORT void *ftm_realloc(void *p, size_t size)
 	}
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (zone) {
-		uint32_t index = zone_chunk_index(zone, p);
+		uint32_t index = zone_check(zone) ? zone_chunk_index(zone, p) : UINT32_MAX;
 		uint16_t state = index == UINT32_MAX ? 0 : meta_load(zone, index);
 		if (state & FTM_META_LIVE)
 			return realloc_small(p, zone, index, state, size);

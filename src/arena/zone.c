@@ -16,14 +16,16 @@
 
 #define ZONE_MAGIC 0x7a6f6e65f7a11ce5ull
 
-static uint64_t zone_seal(const struct ftm_zone *zone)
+uint64_t ftm_zone_key;
+
+void zone_init_key(void)
 {
-	return ZONE_MAGIC ^ (uintptr_t)zone ^ ftm_secret;
+	ftm_zone_key = ZONE_MAGIC ^ ftm_secret;
 }
 
 bool zone_check(const struct ftm_zone *zone)
 {
-	return zone->check == zone_seal(zone) && zone->cls < FTM_CLASS_COUNT;
+	return zone_sealed(zone) && zone->cls < FTM_CLASS_COUNT;
 }
 
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
@@ -42,7 +44,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 	zone->recip = c->recip;
 	zone->size = c->size;
 	zone->capacity = c->capacity;
-	zone->check = zone_seal(zone);
+	zone->check = (uintptr_t)zone ^ ftm_zone_key;
 	zone->arena = arena;
 	zone->cls = cls;
 	return zone;

@@ -61,6 +61,7 @@ void ftm_init_slow(void)
 	if (!ftm_ready) {
 		ftm_page_size = os_page_size();
 		ftm_secret = os_random();
+		zone_init_key();
 		options_load(environ);
 		sizeclass_init(ftm_page_size);
 		arena_init_all(arena_count());

@@ -9,6 +9,7 @@
 #include <criterion/redirect.h>
 #include <string.h>
 
+#include "ft_malloc.h"
 #include "ftm/internal.h"
 
 static void init(void)
@@ -108,5 +109,40 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	char want[128];
 	snprintf(want, sizeof(want), "ft_malloc: malloc(): corrupted free list in zone of %p\n",
 		 (void *)zone);
+	cr_assert_stderr_eq_str(want);
+}
+
+/* An overflow from the mapping below a zone rewrites its header from the
+ * first byte up, so the seal breaks before the chunk geometry can change.
+ * Here the geometry is bent the way an attacker would: chunk 0 moved down
+ * by one chunk, so that p reads as its live neighbour q. free and realloc
+ * must report p and leave both blocks as they are rather than trust the
+ * geometry; restored, the header works again. */
+Test(zone, overwritten_header_is_reported_not_trusted, .init = cr_redirect_stderr)
+{
+	ftm_ensure_init();
+	char *p = ftm_malloc(100);
+	char *q = ftm_malloc(100);
+	struct ftm_zone *zone = pagemap_zone(p);
+	cr_assert_eq(pagemap_zone(q), zone);
+	uint32_t ip = zone_chunk_index(zone, p), iq = zone_chunk_index(zone, q);
+	struct ftm_zone saved = *zone;
+	zone->check ^= 0x4141414141414141ull;
+	zone->first -= (uintptr_t)(q - p);
+	ftm_free(p);
+	cr_assert_null(ftm_realloc(p, 50));
+	cr_assert(meta_load(zone, ip) & FTM_META_LIVE, "p stays live");
+	cr_assert_eq(meta_load(zone, iq), saved.size - 100 + FTM_META_LIVE, "q stays live, size unchanged");
+	zone->check = saved.check;
+	zone->first = saved.first;
+	ftm_free(p);
+	ftm_free(q);
+	cr_assert_not(meta_load(zone, ip) & FTM_META_LIVE, "freed once the header is whole");
+	fflush(stderr);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "ft_malloc: free(): zone header overwritten, block left alone %p\n"
+		 "ft_malloc: realloc(): zone header overwritten, block left alone %p\n",
+		 (void *)p, (void *)p);
 	cr_assert_stderr_eq_str(want);
 }
