@@ -46,9 +46,10 @@ static inline uint32_t size_class(size_t n)
 	return (log - 7) * 4 + 8 + (uint32_t)((m >> (log - 2)) & 3);
 }
 
-static inline uint32_t size_class_fast(size_t n)
+/* size_class(n) for n <= 1024, by table. */
+static inline uint32_t size_class_small(size_t n)
 {
-	return FTM_LIKELY(n <= 1024) ? ftm_class_lut[(n + 15) >> 4] : size_class(n);
+	return ftm_class_lut[(n + 15) >> 4];
 }
 
 /* Size of class cls, the inverse of size_class. */
@@ -171,6 +172,15 @@ extern __thread struct ftm_tcache *ftm_tls_tcache;
 extern struct ftm_tcache ftm_tcache_boot;
 extern struct ftm_tcache ftm_tcache_dead;
 void tcache_init_geometry(void);
+
+/* Allocations served by a bin so far (see struct ftm_bin). */
+static inline uint64_t bin_mallocs(const struct ftm_bin *bin)
+{
+	return __atomic_load_n(&bin->refilled, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&bin->frees, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&bin->flushed, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&bin->count, __ATOMIC_RELAXED);
+}
 struct ftm_tcache *tcache_attach(void);
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls);
 void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep);

@@ -142,11 +142,13 @@ struct ftm_bin {
 	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
 	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
 	uint32_t unused;
-	uint64_t mallocs;    /* allocations of this class by this thread */
-	uint64_t frees;      /* frees of this class by this thread */
+	uint64_t refilled;   /* chunks that came in from the arena */
+	uint64_t frees;      /* frees of this class by this thread (chunks that came in) */
 	uint64_t misses;     /* mallocs that had to refill */
-	uint64_t pad;        /* a bin is one cache line */
+	uint64_t flushed;    /* chunks given back to arenas */
 };
+/* A bin counts what comes in and what is flushed out, so malloc's fast path
+ * counts nothing: mallocs = refilled + frees - flushed - count (bin_mallocs). */
 
 struct ftm_tcache {
 	struct ftm_bin bins[FTM_CLASS_COUNT]; /* first, so the fast path indexes it directly */

@@ -79,25 +79,33 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 		if (!bin->count && !tcache_refill(tc, cls))
 			return NULL;
 		p = token_chunk(bin->slots[--bin->count]);
-		bin->mallocs++;
 		bin->misses++;
 	}
 	chunk_set_size(p, size);
 	return p;
 }
 
+/* One comparison picks the common case, a size up to 1 KiB whose class is
+ * a table lookup; a hit pops the bin and marks the chunk live with its
+ * exact size. The boot and dead caches have empty bins, so a thread
+ * without a cache falls to malloc_slow like any miss. */
 FTM_EXPORT void *ftm_malloc(size_t size)
 {
-	if (FTM_LIKELY(size <= FTM_SMALL_MAX)) {
-		struct ftm_bin *bin = &ftm_tls_tcache->bins[size_class_fast(size)];
-		if (FTM_LIKELY(bin->count)) {
-			uintptr_t token = bin->slots[--bin->count];
-			void *p = token_chunk(token);
-			struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
-			meta_store(zone, token_index(token), (uint16_t)(bin->live - size));
-			bin->mallocs++;
-			return p;
-		}
+	struct ftm_bin *bin;
+	if (FTM_LIKELY(size <= 1024))
+		bin = &ftm_tls_tcache->bins[size_class_small(size)];
+	else if (size <= FTM_SMALL_MAX)
+		bin = &ftm_tls_tcache->bins[size_class(size)];
+	else
+		return malloc_slow(size, FTM_CALLER);
+	uint32_t count = bin->count;
+	if (FTM_LIKELY(count)) {
+		uintptr_t token = bin->slots[--count];
+		bin->count = count;
+		void *p = token_chunk(token);
+		struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
+		meta_store(zone, token_index(token), (uint16_t)(bin->live - size));
+		return p;
 	}
 	return malloc_slow(size, FTM_CALLER);
 }

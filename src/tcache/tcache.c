@@ -92,6 +92,7 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 		fresh[got - 1 - i] = t;
 	}
 	bin->count += got;
+	bin->refilled += got;
 	tc->refills++;
 	return got;
 }
@@ -106,6 +107,7 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	arena_return(bin->slots, out);
 	memmove(bin->slots, bin->slots + out, keep * sizeof(uintptr_t));
 	bin->count = keep;
+	bin->flushed += out;
 	tc->flushes++;
 }
 
@@ -119,7 +121,7 @@ void tcache_flush_all(struct ftm_tcache *tc)
 static void tcache_merge_stats(const struct ftm_tcache *tc, struct ftm_class_stats *by_class)
 {
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
-		by_class[cls].mallocs += tc->bins[cls].mallocs;
+		by_class[cls].mallocs += bin_mallocs(&tc->bins[cls]);
 		by_class[cls].frees += tc->bins[cls].frees;
 		by_class[cls].misses += tc->bins[cls].misses;
 	}
@@ -132,7 +134,7 @@ void tcache_sum_live_stats(struct ftm_class_stats *by_class)
 	pthread_mutex_lock(&pool_lock);
 	for (const struct ftm_tcache *tc = live; tc; tc = tc->live_next)
 		for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
-			by_class[cls].mallocs += __atomic_load_n(&tc->bins[cls].mallocs, __ATOMIC_RELAXED);
+			by_class[cls].mallocs += bin_mallocs(&tc->bins[cls]);
 			by_class[cls].frees += __atomic_load_n(&tc->bins[cls].frees, __ATOMIC_RELAXED);
 			by_class[cls].misses += __atomic_load_n(&tc->bins[cls].misses, __ATOMIC_RELAXED);
 		}
