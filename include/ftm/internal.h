@@ -190,6 +190,18 @@ void tcache_lock_pool(void);
 void tcache_unlock_pool(void);
 void tcache_reinit_pool_lock(void);
 
+/* ---- large/extent.c (under the registry lock) ---------------------------- */
+/* Ranges the caller must unmap once it has released the lock. */
+struct extent_drop {
+	struct ftm_extent range[4];
+	size_t count;
+};
+void *extent_take(size_t len);
+bool extent_take_at(const void *addr, size_t len);
+void extent_put(void *addr, size_t len, struct extent_drop *drop);
+size_t extent_drain(struct extent_drop *drop, size_t max);
+size_t extent_cached_bytes(void);
+
 /* ---- large/large.c ------------------------------------------------------- */
 void *large_alloc(size_t size, size_t align, bool zero);
 size_t large_trim(void);

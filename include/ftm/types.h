@@ -177,6 +177,13 @@ struct ftm_large {
 	struct ftm_large *all_prev;
 };
 
+/* A freed LARGE address range, pages still mapped, kept for reuse
+ * (large/extent.c). */
+struct ftm_extent {
+	uintptr_t addr; /* page aligned */
+	size_t len;     /* whole pages */
+};
+
 /* ------------------------------------------------------------------------ */
 /* Page map                                                                 */
 /* ------------------------------------------------------------------------ */

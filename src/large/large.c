@@ -5,14 +5,13 @@
  * and realloc recognise our blocks in O(1) and refuse any other pointer
  * without reading memory at it.
  *
- * Mapping lengths are rounded to four steps per doubling, and up to 64
- * freed mappings (32 MiB) are kept for reuse: a program that frees and
- * reallocates big buffers of similar sizes, or grows one by small steps,
- * then neither pays a mmap/munmap pair (and its TLB shootdown) nor faults
- * its pages in again each time. Page faults are what LARGE blocks cost:
- * w_mixed (500k replacements, 1% LARGE of 32 KiB-1 MiB) ran 3.2 s with an
- * 8 MiB cache and 0.9 s with 32 MiB (glibc 0.8 s), peak RSS 91 -> 105 MB
- * (glibc 101 MB).
+ * Mapping lengths are rounded to four steps per doubling. Freed mappings
+ * are not unmapped at once: their ranges go to the extent cache
+ * (extent.c), which merges neighbours and serves later LARGE blocks and
+ * growing reallocs from pages already faulted in. w_mixed (500k
+ * replacements, 1% LARGE of 32 KiB-1 MiB): 3.2 s with an 8 MiB cache of
+ * whole mappings, 0.9 s with 32 MiB (glibc 0.8 s); see extent.c for the
+ * split-and-merge numbers.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -22,13 +21,6 @@
 
 #define LARGE_MAGIC 0x6c617267650a11ceull
 #define HEADER_SPACE 64 /* header, rounded so the user pointer is 64-aligned */
-#define CACHE_SLOTS 64  /* freed mappings kept for reuse */
-#define CACHE_BYTES ((size_t)32 << 20) /* and their total length at most */
-
-struct cached_map {
-	void *map;  /* a freed LARGE mapping, pages still in place */
-	size_t len; /* its length */
-};
 
 static struct {
 	pthread_mutex_t lock;      /* guards the whole registry */
@@ -38,9 +30,6 @@ static struct {
 	size_t count;              /* live LARGE blocks */
 	size_t bytes_mapped;       /* their mappings, in bytes */
 	struct ftm_large *all;     /* every live block */
-	struct cached_map cache[CACHE_SLOTS]; /* oldest first */
-	size_t cached;             /* entries in cache[] */
-	size_t cached_bytes;       /* their total length */
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t large_seal(const struct ftm_large *h)
@@ -134,66 +123,36 @@ static size_t map_length(size_t n)
 	return (len + step - 1) & ~(step - 1);
 }
 
-static struct cached_map cache_put(void *map, size_t len);
-
-/* The smallest cached mapping of at least len bytes and at most twice
- * that, or NULL. Past 25% too long, its tail goes back to the cache as a
- * mapping of its own (its pages stay faulted in, which is what makes reuse
- * cheaper than a fresh mapping); *unmap is what the caller must unmap
- * outside the lock, if anything. */
-static void *cache_take(size_t len, size_t *got, struct cached_map *unmap)
+static void unmap_dropped(const struct extent_drop *drop)
 {
-	size_t best = reg.cached;
-	for (size_t i = 0; i < reg.cached; i++)
-		if (reg.cache[i].len >= len && reg.cache[i].len / 2 <= len &&
-		    (best == reg.cached || reg.cache[i].len < reg.cache[best].len))
-			best = i;
-	if (best == reg.cached)
-		return NULL;
-	char *map = reg.cache[best].map;
-	*got = reg.cache[best].len;
-	reg.cached_bytes -= *got;
-	reg.cache[best] = reg.cache[--reg.cached];
-	if (*got - len > len / 4) {
-		*unmap = cache_put(map + len, *got - len);
-		*got = len;
-	}
-	return map;
+	for (size_t i = 0; i < drop->count; i++)
+		os_unmap((void *)drop->range[i].addr, drop->range[i].len);
 }
 
-/* Keeps a freed mapping; returns the one the caller must unmap instead
- * (the oldest, or this one when it is too big to keep), or NULL. */
-static struct cached_map cache_put(void *map, size_t len)
+/* Gives a freed range to the extent cache (registry lock held); what the
+ * cache lets go of is added to *drop for the caller to unmap. Under
+ * FT_MALLOC_GUARD nothing is cached: a range would carry its fence. */
+static void range_free(void *addr, size_t len, struct extent_drop *drop)
 {
-	struct cached_map evicted = {map, len};
-	if (len > CACHE_BYTES / 4)
-		return evicted;
-	evicted.map = NULL;
-	if (reg.cached == CACHE_SLOTS || reg.cached_bytes + len > CACHE_BYTES) {
-		evicted = reg.cache[0];
-		reg.cached_bytes -= evicted.len;
-		for (size_t i = 1; i < reg.cached; i++)
-			reg.cache[i - 1] = reg.cache[i];
-		reg.cached--;
+	if (ftm_options[FTM_OPT_GUARD]) {
+		drop->range[0] = (struct ftm_extent){(uintptr_t)addr, len};
+		drop->count = 1;
+		return;
 	}
-	reg.cache[reg.cached++] = (struct cached_map){map, len};
-	reg.cached_bytes += len;
-	return evicted;
+	extent_put(addr, len, drop);
 }
 
-/* Gives every cached mapping back to the OS; returns the bytes released. */
+/* Gives every cached range back to the OS; returns the bytes released. */
 size_t large_trim(void)
 {
-	struct cached_map drop[CACHE_SLOTS];
-	pthread_mutex_lock(&reg.lock);
-	size_t n = reg.cached, bytes = reg.cached_bytes;
-	for (size_t i = 0; i < n; i++)
-		drop[i] = reg.cache[i];
-	reg.cached = 0;
-	reg.cached_bytes = 0;
-	pthread_mutex_unlock(&reg.lock);
-	for (size_t i = 0; i < n; i++)
-		os_unmap(drop[i].map, drop[i].len);
+	size_t bytes = 0;
+	struct extent_drop drop;
+	do {
+		pthread_mutex_lock(&reg.lock);
+		bytes += extent_drain(&drop, sizeof(drop.range) / sizeof(drop.range[0]));
+		pthread_mutex_unlock(&reg.lock);
+		unmap_dropped(&drop);
+	} while (drop.count);
 	return bytes;
 }
 
@@ -216,12 +175,9 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	if (guard) {
 		len = page_round(size + slack + align) + ftm_page_size;
 	} else {
-		struct cached_map unmap = {NULL, 0};
 		pthread_mutex_lock(&reg.lock);
-		map = cache_take(len, &len, &unmap);
+		map = extent_take(len);
 		pthread_mutex_unlock(&reg.lock);
-		if (unmap.map)
-			os_unmap(unmap.map, unmap.len);
 	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
@@ -258,20 +214,16 @@ void *large_alloc(size_t size, size_t align, bool zero)
 
 bool large_free(void *p)
 {
-	struct cached_map evicted = {NULL, 0};
+	struct extent_drop drop = {.count = 0};
 	pthread_mutex_lock(&reg.lock);
 	struct ftm_large *h = registry_find(p);
 	if (h) {
 		registry_unlink(h);
-		h->check = 0; /* a stale pointer to a cached mapping is not ours */
-		if (ftm_options[FTM_OPT_GUARD])
-			evicted = (struct cached_map){h, h->map_len}; /* its fence stays out of the cache */
-		else
-			evicted = cache_put(h, h->map_len);
+		h->check = 0; /* a stale pointer to a cached range is not ours */
+		range_free(h, h->map_len, &drop);
 	}
 	pthread_mutex_unlock(&reg.lock);
-	if (evicted.map)
-		os_unmap(evicted.map, evicted.len);
+	unmap_dropped(&drop);
 	return h != NULL;
 }
 
@@ -291,11 +243,13 @@ bool large_lookup(const void *p, size_t *size, size_t *usable)
 }
 
 /* Resizes a LARGE block: in place while its mapping has room (giving the
- * tail back once less than half is used), else into a cached mapping that
- * fits (copied), else by mremap to the next mapping length (the pages
- * move, nothing is copied). Returns false when p
- * is not ours; *moved is then untouched, and NULL with ENOMEM when growing
- * failed (p is left as it was). */
+ * tail back once less than half is used) or while the cached range right
+ * after it can be added to it, else into a cached range that fits (copied:
+ * its pages are faulted in already), else by mremap to the next mapping
+ * length (the pages move, nothing is copied), else into a fresh mapping.
+ * Returns false when p is not
+ * ours; *moved is then untouched, and NULL with ENOMEM when growing failed
+ * (p is left as it was). */
 bool large_realloc(void *p, size_t size, void **moved)
 {
 	pthread_mutex_lock(&reg.lock);
@@ -312,37 +266,34 @@ bool large_realloc(void *p, size_t size, void **moved)
 		return true;
 	}
 	size_t len = map_length(offset + size);
-	if (len <= h->map_len) {
-		struct cached_map unmap = {NULL, 0};
-		if (len < h->map_len / 2 && !ftm_options[FTM_OPT_GUARD]) {
-			unmap = cache_put((char *)h + len, h->map_len - len);
-			reg.bytes_mapped -= h->map_len - len;
+	bool guard = ftm_options[FTM_OPT_GUARD];
+	struct extent_drop drop = {.count = 0};
+	if (len <= h->map_len || (!guard && extent_take_at((char *)h + h->map_len, len - h->map_len))) {
+		if (len < h->map_len / 2 && !guard)
+			range_free((char *)h + len, h->map_len - len, &drop);
+		if (len > h->map_len || len < h->map_len / 2) {
+			reg.bytes_mapped += len - h->map_len;
 			h->map_len = len;
 		}
 		h->size = size;
 		pthread_mutex_unlock(&reg.lock);
-		if (unmap.map)
-			os_unmap(unmap.map, unmap.len);
+		unmap_dropped(&drop);
 		*moved = p;
 		return true;
 	}
 	registry_unlink(h);
-	struct cached_map unmap = {NULL, 0};
-	size_t got = len;
-	char *reuse = ftm_options[FTM_OPT_GUARD] ? NULL : cache_take(len, &got, &unmap);
+	char *reuse = guard ? NULL : extent_take(len);
 	pthread_mutex_unlock(&reg.lock);
-	if (unmap.map)
-		os_unmap(unmap.map, unmap.len);
-	struct ftm_large *old = h, *grown;
+	struct ftm_large *old = h, *grown = NULL;
+	/* mremap moves the pages without copying, but only within one kernel
+	 * mapping: a block grown over a merged range may span two, and is then
+	 * copied into a fresh mapping like into a cached range */
+	if (!reuse && !(grown = os_remap(h, h->map_len, len)))
+		reuse = os_map(len);
 	if (reuse) {
-		/* a cached mapping's pages are already faulted in: copying into
-		 * them beats mremap's fresh pages (w_realloc: see the header) */
 		grown = (struct ftm_large *)reuse;
 		size_t usable = h->map_len - offset;
 		memcpy(reuse + offset, p, usable < size ? usable : size);
-		len = got;
-	} else {
-		grown = os_remap(h, h->map_len, len);
 	}
 	if (grown) {
 		h = grown;
@@ -351,16 +302,14 @@ bool large_realloc(void *p, size_t size, void **moved)
 		h->size = size;
 		h->map_len = len;
 	}
-	struct cached_map evicted = {NULL, 0};
 	pthread_mutex_lock(&reg.lock);
 	registry_link(h); /* the unlink above left room: no growth needed */
 	if (reuse) {
 		old->check = 0;
-		evicted = cache_put(old, old->map_len);
+		range_free(old, old->map_len, &drop);
 	}
 	pthread_mutex_unlock(&reg.lock);
-	if (evicted.map)
-		os_unmap(evicted.map, evicted.len);
+	unmap_dropped(&drop);
 	if (!grown)
 		errno = ENOMEM;
 	*moved = grown ? h->user : NULL;

@@ -1,10 +1,13 @@
 /*
  * The LARGE registry: blocks are found by the exact pointer only, freed
  * once, honour big alignments, shrink in place and grow by remapping with
- * their contents, and the hash table keeps finding every block as it grows.
+ * their contents (or by copying where mremap cannot), reuse freed ranges,
+ * and the hash table keeps finding every block as it grows.
  */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ftm/internal.h"
 
@@ -91,7 +94,7 @@ Test(large, freed_mappings_are_reused_and_zeroed_for_calloc)
 		cr_assert_eq(q[i], 0, "calloc'ed byte %zu of a reused mapping", i);
 	cr_assert(large_free(q));
 	char *r = large_alloc(100000, FTM_ALIGN, false);
-	cr_assert_neq(r, p, "a mapping more than twice too big is not reused");
+	cr_assert_eq(r, p, "a smaller block takes the front of the cached range");
 	cr_assert(large_free(r));
 	cr_assert_geq(large_trim(), 300000, "trim gives the cache back");
 	cr_assert_eq(large_trim(), 0);
@@ -118,4 +121,43 @@ Test(large, registry_grows)
 	large_lock();
 	cr_assert_eq(large_count(), 0);
 	large_unlock();
+}
+
+/* A block that grew over a merged cached range can span two kernel
+ * mappings (two ranges faulted in apart), which mremap refuses (EFAULT):
+ * growing it further must still work, by copying. The two ranges are made
+ * here: two separately faulted mappings side by side, put in the cache,
+ * where they merge; a block then takes 1.5 MiB across both. */
+Test(large, grows_when_its_range_spans_two_mappings)
+{
+	const size_t half = (size_t)1 << 20;
+	large_trim();
+	char *area = mmap(NULL, 2 * half, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(area != MAP_FAILED);
+	cr_assert(mmap(area, half, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == area);
+	memset(area, 1, half);
+	char *other = mmap(NULL, half, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(other != MAP_FAILED);
+	memset(other, 2, half);
+	cr_assert(mremap(other, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, area + half) == area + half);
+	struct extent_drop drop;
+	large_lock();
+	extent_put(area, half, &drop);
+	extent_put(area + half, half, &drop);
+	large_unlock();
+
+	size_t first = half + half / 2;
+	char *p = large_alloc(first, FTM_ALIGN, false);
+	cr_assert(p > area && p < area + half, "the block comes from the cached ranges");
+	for (size_t i = 0; i < first; i++)
+		p[i] = (char)(i * 13);
+	void *moved = NULL;
+	cr_assert(large_realloc(p, 3 * half, &moved));
+	cr_assert_not_null(moved, "growing a block over two mappings");
+	char *q = moved;
+	for (size_t i = 0; i < first; i++)
+		cr_assert_eq(q[i], (char)(i * 13), "byte %zu", i);
+	q[3 * half - 1] = 1;
+	cr_assert(large_free(q));
+	large_trim();
 }

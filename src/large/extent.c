@@ -1,0 +1,165 @@
+/*
+ * Freed LARGE memory kept for reuse: address ranges whose pages are still
+ * mapped and faulted in, so the next LARGE block or a growing realloc gets
+ * them without a mmap, without page faults and without the TLB shootdown of
+ * a munmap. Page faults are what LARGE blocks cost (a fault is about as
+ * expensive as a 4 KiB memset on the machines we measured).
+ *
+ * The ranges are kept sorted by address, so a freed range merges with its
+ * free neighbours (mappings made one after the other are usually adjacent),
+ * and a request takes the front of the smallest range that fits, the rest
+ * staying cached: a range is never too big to serve a small request.
+ * Bounded by EXTENT_SLOTS ranges and EXTENT_BYTES in all; past either, the
+ * smallest range or the tail of the largest goes back to the OS.
+ *
+ * Every function runs under the registry lock (large.c) and never unmaps:
+ * what must go back to the OS is handed to the caller in a struct
+ * extent_drop, to unmap once the lock is released.
+ */
+#include <string.h>
+
+#include "ftm/internal.h"
+
+#define EXTENT_SLOTS 128
+#define EXTENT_BYTES ((size_t)32 << 20)
+
+static struct ftm_extent free_ranges[EXTENT_SLOTS]; /* by increasing address */
+static size_t range_count;
+static size_t range_bytes; /* total length of free_ranges */
+
+static void drop_add(struct extent_drop *drop, uintptr_t addr, size_t len)
+{
+	drop->range[drop->count++] = (struct ftm_extent){addr, len};
+}
+
+static void remove_at(size_t i)
+{
+	range_bytes -= free_ranges[i].len;
+	memmove(&free_ranges[i], &free_ranges[i + 1], (range_count - i - 1) * sizeof(free_ranges[0]));
+	range_count--;
+}
+
+/* Takes len bytes from the front of range i. */
+static uintptr_t take_front(size_t i, size_t len)
+{
+	uintptr_t addr = free_ranges[i].addr;
+	if (free_ranges[i].len == len) {
+		remove_at(i);
+	} else {
+		free_ranges[i].addr += len;
+		free_ranges[i].len -= len;
+		range_bytes -= len;
+	}
+	return addr;
+}
+
+void *extent_take(size_t len)
+{
+	size_t best = range_count;
+	for (size_t i = 0; i < range_count; i++)
+		if (free_ranges[i].len >= len && (best == range_count || free_ranges[i].len < free_ranges[best].len))
+			best = i;
+	return best == range_count ? NULL : (void *)take_front(best, len);
+}
+
+bool extent_take_at(const void *addr, size_t len)
+{
+	for (size_t i = 0; i < range_count && free_ranges[i].addr <= (uintptr_t)addr; i++)
+		if (free_ranges[i].addr == (uintptr_t)addr && free_ranges[i].len >= len) {
+			take_front(i, len);
+			return true;
+		}
+	return false;
+}
+
+/* Over the bounds: the smallest range goes when the slots are full, the
+ * largest range's tail when the bytes are over. */
+static void shrink_to_bounds(struct extent_drop *drop)
+{
+	if (range_count == EXTENT_SLOTS) {
+		size_t smallest = 0;
+		for (size_t i = 1; i < range_count; i++)
+			if (free_ranges[i].len < free_ranges[smallest].len)
+				smallest = i;
+		drop_add(drop, free_ranges[smallest].addr, free_ranges[smallest].len);
+		remove_at(smallest);
+	}
+	if (range_bytes > EXTENT_BYTES) {
+		size_t largest = 0;
+		for (size_t i = 1; i < range_count; i++)
+			if (free_ranges[i].len > free_ranges[largest].len)
+				largest = i;
+		size_t cut = range_bytes - EXTENT_BYTES;
+		struct ftm_extent *r = &free_ranges[largest];
+		if (cut >= r->len) {
+			drop_add(drop, r->addr, r->len);
+			remove_at(largest);
+		} else {
+			drop_add(drop, r->addr + r->len - cut, cut);
+			r->len -= cut;
+			range_bytes -= cut;
+		}
+	}
+}
+
+/* Index of the first range at or above a. */
+static size_t position(uintptr_t a)
+{
+	size_t i = 0;
+	while (i < range_count && free_ranges[i].addr < a)
+		i++;
+	return i;
+}
+
+void extent_put(void *addr, size_t len, struct extent_drop *drop)
+{
+	uintptr_t a = (uintptr_t)addr;
+	drop->count = 0;
+	if (len > EXTENT_BYTES / 4) {
+		drop_add(drop, a, len);
+		return;
+	}
+	size_t i = position(a);
+	bool joins_prev = i > 0 && free_ranges[i - 1].addr + free_ranges[i - 1].len == a;
+	bool joins_next = i < range_count && a + len == free_ranges[i].addr;
+	range_bytes += len;
+	if (joins_prev && joins_next) {
+		free_ranges[i - 1].len += len + free_ranges[i].len;
+		range_bytes += free_ranges[i].len; /* remove_at takes it off again */
+		remove_at(i);
+	} else if (joins_prev) {
+		free_ranges[i - 1].len += len;
+	} else if (joins_next) {
+		free_ranges[i].addr = a;
+		free_ranges[i].len += len;
+	} else {
+		if (range_count == EXTENT_SLOTS) {
+			range_bytes -= len;
+			shrink_to_bounds(drop);
+			range_bytes += len;
+			i = position(a);
+		}
+		memmove(&free_ranges[i + 1], &free_ranges[i], (range_count - i) * sizeof(free_ranges[0]));
+		free_ranges[i] = (struct ftm_extent){a, len};
+		range_count++;
+	}
+	if (range_bytes > EXTENT_BYTES)
+		shrink_to_bounds(drop);
+}
+
+size_t extent_drain(struct extent_drop *drop, size_t max)
+{
+	size_t bytes = 0;
+	drop->count = 0;
+	while (range_count && drop->count < max) {
+		bytes += free_ranges[range_count - 1].len;
+		drop_add(drop, free_ranges[range_count - 1].addr, free_ranges[range_count - 1].len);
+		remove_at(range_count - 1);
+	}
+	return bytes;
+}
+
+size_t extent_cached_bytes(void)
+{
+	return range_bytes;
+}

@@ -1,0 +1,132 @@
+/*
+ * The extent cache of freed LARGE ranges (src/large/extent.c): ranges merge
+ * with free neighbours on both sides, a request takes the front of the
+ * smallest range that fits and leaves the rest cached, a range right after
+ * a block can be taken in place (realloc growth), and the cache stays
+ * within its bounds (128 ranges, 32 MiB), handing back exactly what it lets
+ * go of. The ranges are carved from one reserved mapping, so adjacency is
+ * under the test's control; nothing here is unmapped by the cache itself.
+ */
+#include <criterion/criterion.h>
+#include <sys/mman.h>
+
+#include "ftm/internal.h"
+
+#define PAGE 4096
+#define ARENA_BYTES ((size_t)256 << 20)
+
+static char *base;
+
+static void setup(void)
+{
+	ftm_ensure_init();
+	large_trim();
+	base = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert(base != MAP_FAILED);
+}
+
+static void put(size_t page, size_t pages, struct extent_drop *drop)
+{
+	large_lock();
+	extent_put(base + page * PAGE, pages * PAGE, drop);
+	large_unlock();
+}
+
+static void *take(size_t pages)
+{
+	large_lock();
+	void *p = extent_take(pages * PAGE);
+	large_unlock();
+	return p;
+}
+
+static size_t cached(void)
+{
+	large_lock();
+	size_t n = extent_cached_bytes();
+	large_unlock();
+	return n;
+}
+
+/* Empties the cache without unmapping base's pages (they are not its). */
+static void forget_all(void)
+{
+	struct extent_drop drop;
+	large_lock();
+	while (extent_drain(&drop, 4))
+		;
+	large_unlock();
+}
+
+TestSuite(extent, .init = setup);
+
+Test(extent, neighbours_merge_on_both_sides)
+{
+	struct extent_drop drop;
+	put(10, 4, &drop);
+	put(20, 4, &drop);
+	put(14, 6, &drop); /* fills the gap: one range of 14 pages */
+	cr_assert_eq(drop.count, 0);
+	cr_assert_eq(cached(), 14 * PAGE);
+	cr_assert_eq(take(14), base + 10 * PAGE, "the merged range serves one request");
+	cr_assert_eq(cached(), 0);
+	forget_all();
+}
+
+Test(extent, smallest_fit_front_taken_rest_kept)
+{
+	struct extent_drop drop;
+	put(0, 8, &drop);
+	put(100, 3, &drop);
+	put(200, 5, &drop);
+	cr_assert_eq(take(4), base + 200 * PAGE, "the smallest range that fits");
+	cr_assert_eq(take(1), base + 204 * PAGE, "its rest stayed cached");
+	cr_assert_eq(take(3), base + 100 * PAGE);
+	cr_assert_eq(take(9), NULL, "nothing fits");
+	cr_assert_eq(cached(), 8 * PAGE);
+	forget_all();
+}
+
+Test(extent, range_right_after_a_block_taken_in_place)
+{
+	struct extent_drop drop;
+	put(50, 10, &drop);
+	large_lock();
+	cr_assert_not(extent_take_at(base + 49 * PAGE, PAGE), "no range starts there");
+	cr_assert_not(extent_take_at(base + 50 * PAGE, 11 * PAGE), "too short");
+	cr_assert(extent_take_at(base + 50 * PAGE, 4 * PAGE));
+	cr_assert(extent_take_at(base + 54 * PAGE, 6 * PAGE), "what is left starts after the part taken");
+	large_unlock();
+	cr_assert_eq(cached(), 0);
+	forget_all();
+}
+
+Test(extent, bounded_in_ranges_and_bytes)
+{
+	struct extent_drop drop;
+	/* 128 separate one-page ranges fill the slots; one more drops the smallest */
+	for (size_t i = 0; i < 128; i++) {
+		put(2 * i, 1, &drop);
+		cr_assert_eq(drop.count, 0);
+	}
+	put(1000, 2, &drop);
+	cr_assert_eq(drop.count, 1);
+	cr_assert_eq(drop.range[0].len, PAGE, "the smallest range goes");
+	cr_assert_eq(cached(), 129 * PAGE);
+	forget_all();
+	/* bytes: 8 MiB ranges up to 32 MiB; the fifth cuts the largest's tail */
+	size_t chunk = ((size_t)8 << 20) / PAGE;
+	for (size_t i = 0; i < 4; i++) {
+		put(10000 + i * (chunk + 1), chunk, &drop);
+		cr_assert_eq(drop.count, 0);
+	}
+	put(60000, chunk / 2, &drop);
+	cr_assert_eq(drop.count, 1);
+	cr_assert_eq(drop.range[0].len, chunk / 2 * PAGE, "exactly the excess goes back");
+	cr_assert_eq(cached(), (size_t)32 << 20);
+	/* a range over a quarter of the bound is never cached */
+	put(80000, chunk + 1, &drop);
+	cr_assert_eq(drop.count, 1);
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 80000 * PAGE));
+	forget_all();
+}
