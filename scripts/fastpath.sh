@@ -27,6 +27,19 @@ count() { # LIB ROUNDS SIZE -> total instructions
 	sed -nE 's/.*Collected : ([0-9]+).*/\1/p' "$out"
 	rm -f "$out"
 }
+split_counts() { # ROUNDS -> "malloc free total" instructions for ft_malloc, 64 B
+	local out
+	out=$(mktemp)
+	LD_PRELOAD=${libs[ft_malloc]} valgrind --tool=callgrind --callgrind-out-file="$out" \
+		bench/build/fastpath "$1" 64 >/dev/null 2>&1
+	callgrind_annotate --inclusive=yes "$out" 2>/dev/null | awk '
+		{ gsub(",", "", $1); v = $1 + 0 }
+		/:malloc( |$)/ && v > m { m = v }
+		/:free( |$)/ && v > f { f = v }
+		/:main( |$)/ && v > t { t = v }
+		END { print m, f, t }'
+	rm -f "$out"
+}
 {
 	echo "# Fast path: instructions per malloc+free pair (thread-cache hit)"
 	echo
@@ -47,4 +60,15 @@ count() { # LIB ROUNDS SIZE -> total instructions
 	done
 	echo
 	echo "The loop itself (call, store, load, add, loop) is part of every column."
+	echo
+	echo "ft_malloc per call, 64 B (callgrind, inclusive cost of each function):"
+	echo
+	echo "| malloc | free | the loop |"
+	echo "|---:|---:|---:|"
+	a=$(split_counts "$n")
+	b=$(split_counts $((2 * n)))
+	awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		m = (y[1] - x[1]) / n; f = (y[2] - x[2]) / n; t = (y[3] - x[3]) / n
+		printf "| %.1f | %.1f | %.1f |\n", m, f, t - m - f }'
 } | tee bench/results/fastpath.md
