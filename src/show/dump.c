@@ -5,11 +5,13 @@
  *   {"type":"heap","pid":P,"page_size":N,"arenas":N,"classes":N}
  *   {"type":"zone","addr":"0x..","kind":"TINY","arena":A,"class":C,
  *    "chunk_size":N,"size":N,"first":"0x..","capacity":N,"carved":N,
- *    "states":"LLCF.."}            one letter per carved chunk: L live,
+ *    "states":"LLCF.."}            size: bytes of the zone's mapping;
+ *                                  one letter per carved chunk: L live,
  *                                  C cached in a thread cache, F free
  *   {"type":"chunk","addr":"0x..","size":N,"zone":"0x.."}   each live chunk
  *   {"type":"large","addr":"0x..","user":"0x..","size":N,"map_len":N}
- *   {"type":"end","zones":N,"large":N,"live_bytes":N,"live_blocks":N}
+ *   {"type":"end","zones":N,"large":N,"live_bytes":N,"live_blocks":N,
+ *    "cached_chunks":N,"free_chunks":N}   the C and F letters of all zones
  *
  * Zones and LARGE mappings come in increasing address order; chunks never
  * carved are neither listed nor counted.
@@ -25,6 +27,8 @@ struct dump_state {
 	uint64_t larges;      /* large lines written */
 	uint64_t live_bytes;  /* bytes the program asked for, live */
 	uint64_t live_blocks; /* live allocations */
+	uint64_t cached;      /* chunks in thread caches */
+	uint64_t free;        /* carved chunks back in their zone */
 };
 
 static void field_str(struct ftm_out *o, const char *key, const char *value)
@@ -71,7 +75,10 @@ static void dump_zone(const struct ftm_zone *zone, void *ctx)
 	out_str(o, ",\"states\":\"");
 	for (uint32_t i = 0; i < carved; i++) {
 		uint16_t meta = meta_load(zone, i);
-		out_str(o, meta & FTM_META_LIVE ? "L" : meta == FTM_META_CACHED ? "C" : "F");
+		bool cached = meta == FTM_META_CACHED, live = meta & FTM_META_LIVE;
+		out_str(o, live ? "L" : cached ? "C" : "F");
+		st->cached += cached;
+		st->free += !live && !cached;
 	}
 	out_str(o, "\"}");
 	out_line_end(o);
@@ -126,6 +133,8 @@ void heap_dump_json(int fd, bool wait)
 		field_dec(&st.out, "large", st.larges);
 		field_dec(&st.out, "live_bytes", st.live_bytes);
 		field_dec(&st.out, "live_blocks", st.live_blocks);
+		field_dec(&st.out, "cached_chunks", st.cached);
+		field_dec(&st.out, "free_chunks", st.free);
 		out_str(&st.out, "}");
 	} else {
 		out_str(&st.out, "{\"type\":\"error\",\"reason\":\"heap busy or out of memory\"}");

@@ -973,12 +973,20 @@ static const char *check_dump(const char *s, pid_t pid, struct account *a, char 
 			found[nfound++] = (struct block){u, size};
 			live_bytes += size;
 		} else if (!strcmp(type, "end")) {
-			cr_assert(has_shape(&o, "$type #zones #large #live_bytes #live_blocks"), "end line: %.*s",
-				  (int)(nl - s), s);
+			cr_assert(has_shape(&o, "$type #zones #large #live_bytes #live_blocks #cached_chunks #free_chunks"),
+				  "end line: %.*s", (int)(nl - s), s);
 			cr_assert_eq(num(&o, "zones"), nzones);
 			cr_assert_eq(num(&o, "large"), nlarge);
 			cr_assert_eq(num(&o, "live_bytes"), live_bytes);
 			cr_assert_eq(num(&o, "live_blocks"), nfound);
+			size_t cached = 0, freed = 0;
+			for (size_t i = 0; i < nzones; i++)
+				for (const char *c = zones[i].states; *c; c++) {
+					cached += *c == 'C';
+					freed += *c == 'F';
+				}
+			cr_assert_eq(num(&o, "cached_chunks"), cached, "C letters of every zone");
+			cr_assert_eq(num(&o, "free_chunks"), freed, "F letters of every zone");
 			ended = true;
 		} else {
 			cr_assert_fail("unexpected line: %.*s", (int)(nl - s), s);

@@ -175,7 +175,9 @@ def dump_format(path):
     want = {"zones": len(d["zones"]), "large": len(d["large"]),
             "live_blocks": len(d["chunks"]) + len(d["large"]),
             "live_bytes": sum(c["size"] for c in d["chunks"])
-            + sum(l["size"] for l in d["large"])}
+            + sum(l["size"] for l in d["large"]),
+            "cached_chunks": sum(z["states"].count("C") for z in d["zones"]),
+            "free_chunks": sum(z["states"].count("F") for z in d["zones"])}
     for k, v in want.items():
         if end.get(k) != v:
             errs.append("end %s=%s, counted %d" % (k, end.get(k), v))
