@@ -314,6 +314,7 @@ uint64_t os_now_ns(void);
 uint32_t os_thread_id(void);
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
+void os_discard(void *p, size_t size);
 void *os_remap(void *p, size_t old_size, size_t new_size);
 size_t os_page_size(void);
 uint32_t os_cpu_count(void);

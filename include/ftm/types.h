@@ -37,6 +37,8 @@
 #define FTM_CLASS_COUNT 40      /* classes 16..39 are SMALL */
 #define FTM_ZONE_MIN_CHUNKS 100 /* the subject: a zone holds >= 100 of its class */
 #define FTM_ZONE_MIN_SHIFT 16   /* smallest zone: 64 KiB */
+#define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */
+#define FTM_RETIRED_MAX 16      /* retired zones an arena keeps per zone size */
 #define FTM_RECIP_SHIFT 40      /* chunk index = offset * recip >> 40, exact below 2^25 */
 
 /* Geometry of one size class, computed once at start-up from the page size. */
@@ -121,6 +123,8 @@ struct ftm_arena {
 	uint32_t empty[FTM_CLASS_COUNT];           /* empty zones kept per class */
 	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */
 	struct ftm_zone *zones;                    /* every zone of this arena */
+	struct ftm_zone *retired[FTM_ZONE_SHIFTS][FTM_RETIRED_MAX]; /* given back, range kept */
+	uint32_t retired_count[FTM_ZONE_SHIFTS];   /* entries of each retired[] row */
 	struct ftm_arena_stats stats;
 	struct ftm_class_stats by_class[FTM_CLASS_COUNT];
 } __attribute__((aligned(64)));

@@ -28,17 +28,46 @@ bool zone_check(const struct ftm_zone *zone)
 	return zone_sealed(zone) && zone->cls < FTM_CLASS_COUNT;
 }
 
+/* ---- retired zones ---------------------------------------------------------
+ * A zone given back keeps its address range: its pages are discarded (the
+ * memory goes back to the OS and the range reads as zeros), and the next
+ * zone of the same size made by the arena reuses the range. A free racing
+ * with the zone's end may have looked the zone up in the page map just
+ * before it was unregistered: it then reads a header of zeros, whose seal
+ * fails, instead of faulting on an unmapped page (tests/unit/zone.c). Past
+ * FTM_RETIRED_MAX per size, a zone is unmapped. */
+
+static struct ftm_zone *retired_take(struct ftm_arena *arena, uint32_t shift)
+{
+	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
+	if (!arena->retired_count[row])
+		return NULL;
+	return arena->retired[row][--arena->retired_count[row]];
+}
+
+static bool retired_put(struct ftm_zone *zone, uint32_t shift)
+{
+	struct ftm_arena *arena = zone->arena;
+	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
+	if (arena->retired_count[row] == FTM_RETIRED_MAX)
+		return false;
+	arena->retired[row][arena->retired_count[row]++] = zone;
+	os_discard(zone, (size_t)1 << shift);
+	return true;
+}
+
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 {
-	size_t size = (size_t)1 << ftm_classes[cls].zone_shift;
-	struct ftm_zone *zone = os_map_aligned(size, size);
-	if (!zone)
+	uint32_t shift = ftm_classes[cls].zone_shift;
+	size_t size = (size_t)1 << shift;
+	struct ftm_zone *zone = retired_take(arena, shift);
+	if (!zone && !(zone = os_map_aligned(size, size)))
 		return NULL;
 	if (!pagemap_register(zone, size)) {
 		os_unmap(zone, size);
 		return NULL;
 	}
-	/* the mapping is zeroed: every chunk starts free, no list yet */
+	/* the range is zeroed (fresh or discarded): every chunk starts free */
 	const struct ftm_class *c = &ftm_classes[cls];
 	zone->first = (uintptr_t)zone + c->data_offset;
 	zone->recip = c->recip;
@@ -52,9 +81,10 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 
 void zone_destroy(struct ftm_zone *zone)
 {
-	size_t size = (size_t)1 << ftm_classes[zone->cls].zone_shift;
-	pagemap_unregister(zone, size);
-	os_unmap(zone, size);
+	uint32_t shift = ftm_classes[zone->cls].zone_shift;
+	pagemap_unregister(zone, (size_t)1 << shift);
+	if (!retired_put(zone, shift))
+		os_unmap(zone, (size_t)1 << shift);
 }
 
 /* The free chunk after `index`, or 0 at the end of the list. A link that

@@ -87,6 +87,13 @@ void os_unmap(void *p, size_t size)
 	counted_unmap(p, size);
 }
 
+/* Gives the pages back but keeps the range: it reads as zeros from now on,
+ * and faults nothing in until written. */
+void os_discard(void *p, size_t size)
+{
+	madvise(p, size, MADV_DONTNEED);
+}
+
 void *os_remap(void *p, size_t old_size, size_t new_size)
 {
 	return counted_map(mremap(p, old_size, new_size, MREMAP_MAYMOVE));

@@ -31,6 +31,9 @@ Test(sizeclass, smallest_fitting_class)
 	for (size_t n = 0; n <= 1024; n++)
 		cr_assert_eq(size_class_small(n), size_class(n), "lookup table disagrees at %zu", n);
 	cr_assert_eq(size_class(FTM_SMALL_MAX), FTM_CLASS_COUNT - 1);
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
+		cr_assert_lt(ftm_classes[cls].zone_shift - FTM_ZONE_MIN_SHIFT, FTM_ZONE_SHIFTS,
+			     "class %u: zone size outside the retired-zone rows", cls);
 }
 
 Test(sizeclass, sizes_increase_and_are_aligned)

@@ -146,3 +146,29 @@ Test(zone, overwritten_header_is_reported_not_trusted, .init = cr_redirect_stder
 		 (void *)p, (void *)p);
 	cr_assert_stderr_eq_str(want);
 }
+
+/* A zone given back keeps its range, zeroed: a free that looked the zone up
+ * just before it went reads a header whose seal fails (no fault), the
+ * memory is the OS's again, and the arena's next zone of that size reuses
+ * the range. */
+Test(zone, given_back_zone_reads_zero_and_is_reused)
+{
+	ftm_ensure_init();
+	uint32_t cls = size_class(100);
+	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
+	cr_assert_not_null(zone);
+	uintptr_t token;
+	cr_assert_eq(zone_take(zone, &token, 1), 1);
+	char *chunk = token_chunk(token);
+	memset(chunk, 0x5a, 100);
+	zone_put(zone, token_index(token));
+	zone_destroy(zone);
+	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
+	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal, not an unmapped page");
+	cr_assert_eq(chunk[0], 0, "the pages were given back");
+	struct ftm_zone *again = zone_create(&ftm_arenas[0], cls);
+	cr_assert_eq(again, zone, "the next zone of that size reuses the range");
+	cr_assert(zone_sealed(again));
+	cr_assert_eq(pagemap_zone(chunk), again);
+	zone_destroy(again);
+}
