@@ -64,7 +64,7 @@ $(BUILD)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -rdynamic -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR) -lcriterion -ldl
 
-$(BUILD)/tests/stress_%: tests/stress/%.c $(LINK)
+$(BUILD)/tests/stress_%: tests/stress/%.c tests/stress/stress.h $(LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< -L. -lft_malloc -Wl,-rpath,$(CURDIR) -lcriterion -ldl
 
@@ -189,7 +189,7 @@ $(TSAN_DIR)/tsan_mremap.o: tests/sanitize/tsan_mremap.c
 
 # -Itests/sanitize: <criterion/criterion.h> is the stand-in there.
 # --wrap=mremap: TSan does not see mremap; see tests/sanitize/tsan_mremap.c.
-$(TSAN_DIR)/stress_%: tests/stress/%.c $(TSAN_LIB) $(TSAN_DIR)/tsan_mremap.o \
+$(TSAN_DIR)/stress_%: tests/stress/%.c tests/stress/stress.h $(TSAN_LIB) $(TSAN_DIR)/tsan_mremap.o \
 		tests/sanitize/ftm_names.h tests/sanitize/criterion/criterion.h
 	$(SAN_CC) $(TEST_CFLAGS) -Itests/sanitize -include tests/sanitize/ftm_names.h \
 		$(TSAN_FLAGS) -o $@ $< $(TSAN_LIB) $(TSAN_DIR)/tsan_mremap.o -Wl,--wrap=mremap

@@ -206,11 +206,49 @@ static inline uint64_t obj_check(const void *p, size_t size, uint64_t tag)
 	return tag + size;
 }
 
+/* An allocated object: its address, size and the tag written into it. */
+struct obj {
+	void *p;
+	size_t size;
+	uint64_t tag;
+};
+
+/* Allocate `size` bytes for o and fill them with a fresh tag drawn from r. */
+static inline void obj_new(struct obj *o, size_t size, rng_t *r)
+{
+	o->size = size;
+	o->tag = rng_next(r);
+	o->p = bench_malloc(size);
+	obj_fill(o->p, size, o->tag);
+}
+
+/* Verify and free o (leaving o->p NULL); returns a value for the checksum. */
+static inline uint64_t obj_del(struct obj *o)
+{
+	uint64_t v = obj_check(o->p, o->size, o->tag);
+
+	free(o->p);
+	o->p = NULL;
+	return v;
+}
+
+/* obj_del every live object of tab[0, n) in order, mixing each into sum. */
+static inline uint64_t obj_del_all(struct obj *tab, size_t n, uint64_t sum)
+{
+	for (size_t i = 0; i < n; i++)
+		if (tab[i].p)
+			sum = mix64(sum, obj_del(&tab[i]));
+	return sum;
+}
+
 /* ---- threads ---- */
 
-static inline void bench_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+/* Start fn(arg) on thread *t with attributes attr (NULL: the defaults);
+ * aborts if the thread cannot be created. */
+static inline void bench_spawn(pthread_t *t, const pthread_attr_t *attr,
+	void *(*fn)(void *), void *arg)
 {
-	int err = pthread_create(t, NULL, fn, arg);
+	int err = pthread_create(t, attr, fn, arg);
 
 	if (err) {
 		fprintf(stderr, "bench: pthread_create: %s\n", strerror(err));
@@ -222,6 +260,61 @@ static inline void bench_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 static inline long bench_share(long total, int i, int n)
 {
 	return total / n + (i < total % n ? 1 : 0);
+}
+
+/* What bench_run hands to each worker, and the checksum it gives back. */
+struct bench_worker {
+	uint64_t seed;
+	int id;		/* 0 .. threads - 1, also its random stream */
+	int threads;	/* how many workers there are */
+	long iters;	/* this worker's share of ITERS */
+	uint64_t sum;	/* set by the worker: its checksum */
+	pthread_barrier_t *start;	/* BENCH_START_TOGETHER: wait here first */
+};
+
+/* How bench_run starts its workers. */
+enum bench_start {
+	/* each on its own thread, except that a single worker runs on the
+	 * main thread (no thread creation in the single-threaded case) */
+	BENCH_START_ANY,
+	/* each on its own thread, and `start` is a barrier the worker waits at
+	 * so that all of them begin at the same moment */
+	BENCH_START_TOGETHER,
+};
+
+/* Run work(struct bench_worker *) on a->threads workers sharing a->iters,
+ * and return the sum of their checksums (which does not depend on the order
+ * in which they finish). */
+static inline uint64_t bench_run(const struct bench_args *a, void *(*work)(void *),
+	enum bench_start how)
+{
+	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)a->threads);
+	struct bench_worker *w = bench_malloc(sizeof(*w) * (size_t)a->threads);
+	int on_main = how == BENCH_START_ANY && a->threads == 1;
+	pthread_barrier_t start;
+	uint64_t sum = 0;
+
+	if (how == BENCH_START_TOGETHER)
+		pthread_barrier_init(&start, NULL, (unsigned)a->threads);
+	for (int i = 0; i < a->threads; i++) {
+		w[i] = (struct bench_worker){ a->seed, i, a->threads,
+			bench_share(a->iters, i, a->threads), 0,
+			how == BENCH_START_TOGETHER ? &start : NULL };
+		if (on_main)
+			work(&w[i]);
+		else
+			bench_spawn(&t[i], NULL, work, &w[i]);
+	}
+	for (int i = 0; i < a->threads; i++) {
+		if (!on_main)
+			pthread_join(t[i], NULL);
+		sum += w[i].sum;
+	}
+	if (how == BENCH_START_TOGETHER)
+		pthread_barrier_destroy(&start);
+	free(t);
+	free(w);
+	return sum;
 }
 
 #endif

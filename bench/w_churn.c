@@ -20,39 +20,15 @@
 #define SLOTS 2048
 #define DEPTH 64
 
-struct obj {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
-struct worker {
-	uint64_t seed;
-	int id;
-	long iters;
-	uint64_t sum;
-};
-
-static inline void obj_new(struct obj *o, rng_t *r)
+/* Size of a new object: log-uniform in 8..256 bytes. */
+static inline size_t pick_size(rng_t *r)
 {
-	o->size = rng_logsize(r, 8, 256);
-	o->tag = rng_next(r);
-	o->p = bench_malloc(o->size);
-	obj_fill(o->p, o->size, o->tag);
-}
-
-static inline uint64_t obj_del(struct obj *o)
-{
-	uint64_t v = obj_check(o->p, o->size, o->tag);
-
-	free(o->p);
-	o->p = NULL;
-	return v;
+	return rng_logsize(r, 8, 256);
 }
 
 static void *work(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	rng_t r = rng_make(w->seed, (uint64_t)w->id);
 	struct obj *slots = calloc(SLOTS, sizeof(*slots));
 	struct obj stack[DEPTH];
@@ -73,7 +49,7 @@ static void *work(void *arg)
 				if (depth > end - done)
 					depth = (int)(end - done);
 				for (i = 0; i < depth; i++)
-					obj_new(&stack[i], &r);
+					obj_new(&stack[i], pick_size(&r), &r);
 				while (i-- > 0)
 					sum = mix64(sum, obj_del(&stack[i]));
 				done += depth;
@@ -84,16 +60,13 @@ static void *work(void *arg)
 
 				if (o->p)
 					sum = mix64(sum, obj_del(o));
-				obj_new(o, &r);
+				obj_new(o, pick_size(&r), &r);
 			}
 		}
 		lifo = !lifo;
 	}
-	for (int i = 0; i < SLOTS; i++)
-		if (slots[i].p)
-			sum = mix64(sum, obj_del(&slots[i]));
+	w->sum = obj_del_all(slots, SLOTS, sum);
 	free(slots);
-	w->sum = sum;
 	return NULL;
 }
 
@@ -101,24 +74,7 @@ int main(int argc, char **argv)
 {
 	struct bench_args a = bench_parse(argc, argv,
 		"small-object churn, LIFO and random order; ITERS = mallocs");
-	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)a.threads);
-	struct worker *w = bench_malloc(sizeof(*w) * (size_t)a.threads);
-	uint64_t sum = 0;
 
-	for (int i = 0; i < a.threads; i++) {
-		w[i] = (struct worker){ a.seed, i, bench_share(a.iters, i, a.threads), 0 };
-		if (a.threads == 1)
-			work(&w[i]);
-		else
-			bench_spawn(&t[i], work, &w[i]);
-	}
-	for (int i = 0; i < a.threads; i++) {
-		if (a.threads > 1)
-			pthread_join(t[i], NULL);
-		sum += w[i].sum;
-	}
-	free(t);
-	free(w);
-	bench_print_checksum(sum);
+	bench_print_checksum(bench_run(&a, work, BENCH_START_ANY));
 	return 0;
 }

@@ -27,12 +27,6 @@
 #define OBJECTS 1000
 #define STEPS 10000
 
-struct obj {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
 struct heap {
 	struct obj o[OBJECTS];
 	rng_t r;
@@ -45,12 +39,10 @@ static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static int chains_left;
 static pthread_attr_t detached;
 
-static inline void obj_new(struct obj *o, rng_t *r)
+/* Size of a new object: log-uniform in 16..1024 bytes. */
+static inline size_t pick_size(rng_t *r)
 {
-	o->size = rng_logsize(r, 16, 1024);
-	o->tag = rng_next(r);
-	o->p = bench_malloc(o->size);
-	obj_fill(o->p, o->size, o->tag);
+	return rng_logsize(r, 16, 1024);
 }
 
 static void *generation(void *arg)
@@ -64,20 +56,14 @@ static void *generation(void *arg)
 	for (long i = 0; i < steps; i++) {
 		struct obj *o = &h->o[rng_below(&r, OBJECTS)];
 
-		sum = mix64(sum, obj_check(o->p, o->size, o->tag));
-		free(o->p);
-		obj_new(o, &r);
+		sum = mix64(sum, obj_del(o));
+		obj_new(o, pick_size(&r), &r);
 	}
 	h->r = r;
 	h->sum = sum;
 	h->left -= steps;
 	if (h->left > 0) {
-		int err = pthread_create(&next, &detached, generation, h);
-
-		if (err) {
-			fprintf(stderr, "bench: pthread_create: %s\n", strerror(err));
-			abort();
-		}
+		bench_spawn(&next, &detached, generation, h);
 	} else {
 		pthread_mutex_lock(&done_lock);
 		if (--chains_left == 0)
@@ -104,35 +90,22 @@ int main(int argc, char **argv)
 		h->left = bench_share(a.iters, c, a.threads);
 		h->sum = 0;
 		for (int i = 0; i < OBJECTS; i++)
-			obj_new(&h->o[i], &h->r);
+			obj_new(&h->o[i], pick_size(&h->r), &h->r);
 		heaps[c] = h;
 		if (h->left > 0)
 			chains_left++;
 	}
 	for (int c = 0; c < a.threads; c++) {
-		if (heaps[c]->left == 0)
-			continue;
-		int err = pthread_create(&t, &detached, generation, heaps[c]);
-
-		if (err) {
-			fprintf(stderr, "bench: pthread_create: %s\n", strerror(err));
-			abort();
-		}
+		if (heaps[c]->left > 0)
+			bench_spawn(&t, &detached, generation, heaps[c]);
 	}
 	pthread_mutex_lock(&done_lock);
 	while (chains_left > 0)
 		pthread_cond_wait(&done_cond, &done_lock);
 	pthread_mutex_unlock(&done_lock);
 	for (int c = 0; c < a.threads; c++) {
-		struct heap *h = heaps[c];
-		uint64_t s = h->sum;
-
-		for (int i = 0; i < OBJECTS; i++) {
-			s = mix64(s, obj_check(h->o[i].p, h->o[i].size, h->o[i].tag));
-			free(h->o[i].p);
-		}
-		sum += s;
-		free(h);
+		sum += obj_del_all(heaps[c]->o, OBJECTS, heaps[c]->sum);
+		free(heaps[c]);
 	}
 	free(heaps);
 	pthread_attr_destroy(&detached);

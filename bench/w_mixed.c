@@ -20,20 +20,6 @@
 
 #define LIVE_BYTES (50UL << 20)
 
-struct obj {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
-struct worker {
-	uint64_t seed;
-	int id;
-	long iters;
-	size_t live_target;
-	uint64_t sum;
-};
-
 static inline size_t pick_size(rng_t *r)
 {
 	uint64_t c = rng_below(r, 100);
@@ -45,24 +31,17 @@ static inline size_t pick_size(rng_t *r)
 	return rng_logsize(r, 32769, 1048576);
 }
 
-static inline void obj_new(struct obj *o, rng_t *r)
-{
-	o->size = pick_size(r);
-	o->tag = rng_next(r);
-	o->p = bench_malloc(o->size);
-	obj_fill(o->p, o->size, o->tag);
-}
-
 static void *work(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	rng_t r = rng_make(w->seed, (uint64_t)w->id);
+	size_t live_target = LIVE_BYTES / (size_t)w->threads;
 	size_t cap = 1024, n = 0, live = 0;
 	struct obj *tab = bench_malloc(cap * sizeof(*tab));
 	uint64_t sum = 0;
 
 	/* Fill phase: grow the table until the live target is reached. */
-	while (live < w->live_target) {
+	while (live < live_target) {
 		if (n == cap) {
 			struct obj *bigger = realloc(tab, 2 * cap * sizeof(*tab));
 
@@ -71,7 +50,7 @@ static void *work(void *arg)
 			tab = bigger;
 			cap *= 2;
 		}
-		obj_new(&tab[n], &r);
+		obj_new(&tab[n], pick_size(&r), &r);
 		live += tab[n].size;
 		n++;
 	}
@@ -79,16 +58,11 @@ static void *work(void *arg)
 	for (long i = 0; i < w->iters; i++) {
 		struct obj *o = &tab[rng_below(&r, n)];
 
-		sum = mix64(sum, obj_check(o->p, o->size, o->tag));
-		free(o->p);
-		obj_new(o, &r);
+		sum = mix64(sum, obj_del(o));
+		obj_new(o, pick_size(&r), &r);
 	}
-	for (size_t i = 0; i < n; i++) {
-		sum = mix64(sum, obj_check(tab[i].p, tab[i].size, tab[i].tag));
-		free(tab[i].p);
-	}
+	w->sum = obj_del_all(tab, n, sum);
 	free(tab);
-	w->sum = sum;
 	return NULL;
 }
 
@@ -96,25 +70,7 @@ int main(int argc, char **argv)
 {
 	struct bench_args a = bench_parse(argc, argv,
 		"50 MiB live heap of mixed sizes; ITERS = replacements");
-	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)a.threads);
-	struct worker *w = bench_malloc(sizeof(*w) * (size_t)a.threads);
-	uint64_t sum = 0;
 
-	for (int i = 0; i < a.threads; i++) {
-		w[i] = (struct worker){ a.seed, i, bench_share(a.iters, i, a.threads),
-			LIVE_BYTES / (size_t)a.threads, 0 };
-		if (a.threads == 1)
-			work(&w[i]);
-		else
-			bench_spawn(&t[i], work, &w[i]);
-	}
-	for (int i = 0; i < a.threads; i++) {
-		if (a.threads > 1)
-			pthread_join(t[i], NULL);
-		sum += w[i].sum;
-	}
-	free(t);
-	free(w);
-	bench_print_checksum(sum);
+	bench_print_checksum(bench_run(&a, work, BENCH_START_ANY));
 	return 0;
 }

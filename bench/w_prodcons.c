@@ -23,15 +23,9 @@
 #define BATCH 32
 #define QCAP 64
 
-struct msg {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
 struct batch {
 	int n;
-	struct msg m[BATCH];
+	struct obj m[BATCH];	/* the messages */
 };
 
 static struct {
@@ -42,13 +36,6 @@ static struct {
 	int producers_left;
 } q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 	PTHREAD_COND_INITIALIZER, { 0 }, 0, 0, 0 };
-
-struct worker {
-	uint64_t seed;
-	int id;
-	long iters;
-	uint64_t sum;
-};
 
 static void push(struct batch *b)
 {
@@ -81,22 +68,16 @@ static struct batch *pop(void)
 
 static void *produce(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	rng_t r = rng_make(w->seed, (uint64_t)w->id);
 	struct batch *b = NULL;
 
 	for (long i = 0; i < w->iters; i++) {
-		struct msg *m;
-
 		if (!b) {
 			b = bench_malloc(sizeof(*b));
 			b->n = 0;
 		}
-		m = &b->m[b->n++];
-		m->size = rng_logsize(&r, 16, 2048);
-		m->tag = rng_next(&r);
-		m->p = bench_malloc(m->size);
-		obj_fill(m->p, m->size, m->tag);
+		obj_new(&b->m[b->n++], rng_logsize(&r, 16, 2048), &r);
 		if (b->n == BATCH) {
 			push(b);
 			b = NULL;
@@ -113,17 +94,13 @@ static void *produce(void *arg)
 
 static void *consume(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	struct batch *b;
 	uint64_t sum = 0;
 
 	while ((b = pop()) != NULL) {
-		for (int i = 0; i < b->n; i++) {
-			struct msg *m = &b->m[i];
-
-			sum += mix64(0, obj_check(m->p, m->size, m->tag));
-			free(m->p);
-		}
+		for (int i = 0; i < b->n; i++)
+			sum += mix64(0, obj_del(&b->m[i]));
 		free(b);
 	}
 	w->sum = sum;
@@ -138,13 +115,14 @@ int main(int argc, char **argv)
 	int nc = a.threads - np > 0 ? a.threads - np : 1;
 	int n = np + nc;
 	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)n);
-	struct worker *w = bench_malloc(sizeof(*w) * (size_t)n);
+	struct bench_worker *w = bench_malloc(sizeof(*w) * (size_t)n);
 	uint64_t sum = 0;
 
 	q.producers_left = np;
 	for (int i = 0; i < n; i++) {
-		w[i] = (struct worker){ a.seed, i, i < np ? bench_share(a.iters, i, np) : 0, 0 };
-		bench_spawn(&t[i], i < np ? produce : consume, &w[i]);
+		w[i] = (struct bench_worker){ .seed = a.seed, .id = i, .threads = n,
+			.iters = i < np ? bench_share(a.iters, i, np) : 0 };
+		bench_spawn(&t[i], NULL, i < np ? produce : consume, &w[i]);
 	}
 	for (int i = 0; i < n; i++) {
 		pthread_join(t[i], NULL);

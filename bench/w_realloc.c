@@ -28,13 +28,6 @@ struct buf {
 	uint64_t seed;
 };
 
-struct worker {
-	uint64_t seed;
-	int id;
-	long iters;
-	uint64_t sum;
-};
-
 /* Content of byte `i` of a buffer: changes every 64 bytes. */
 static inline unsigned char content(const struct buf *b, size_t i)
 {
@@ -66,7 +59,7 @@ static uint64_t buf_finish(struct buf *b)
 
 static void *work(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	rng_t r = rng_make(w->seed, (uint64_t)w->id);
 	struct buf bufs[BUFFERS];
 	uint64_t sum = 0;
@@ -113,24 +106,7 @@ int main(int argc, char **argv)
 {
 	struct bench_args a = bench_parse(argc, argv,
 		"buffers grown by realloc in small steps; ITERS = realloc calls");
-	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)a.threads);
-	struct worker *w = bench_malloc(sizeof(*w) * (size_t)a.threads);
-	uint64_t sum = 0;
 
-	for (int i = 0; i < a.threads; i++) {
-		w[i] = (struct worker){ a.seed, i, bench_share(a.iters, i, a.threads), 0 };
-		if (a.threads == 1)
-			work(&w[i]);
-		else
-			bench_spawn(&t[i], work, &w[i]);
-	}
-	for (int i = 0; i < a.threads; i++) {
-		if (a.threads > 1)
-			pthread_join(t[i], NULL);
-		sum += w[i].sum;
-	}
-	free(t);
-	free(w);
-	bench_print_checksum(sum);
+	bench_print_checksum(bench_run(&a, work, BENCH_START_ANY));
 	return 0;
 }

@@ -23,12 +23,6 @@
 #define KEEP 4
 #define MAXOBJ 128
 
-struct obj {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
 struct record {
 	uint64_t sum;
 	struct obj keep[KEEP];
@@ -47,18 +41,11 @@ static void *work(void *arg)
 	int n = (int)rng_range(&r, 32, MAXOBJ);
 	struct obj objs[MAXOBJ];
 	struct record *rec;
-	uint64_t sum = 0;
+	uint64_t sum;
 
-	for (int i = 0; i < n; i++) {
-		objs[i].size = rng_logsize(&r, 16, 4096);
-		objs[i].tag = rng_next(&r);
-		objs[i].p = bench_malloc(objs[i].size);
-		obj_fill(objs[i].p, objs[i].size, objs[i].tag);
-	}
-	for (int i = 0; i < n - KEEP; i++) {
-		sum = mix64(sum, obj_check(objs[i].p, objs[i].size, objs[i].tag));
-		free(objs[i].p);
-	}
+	for (int i = 0; i < n; i++)
+		obj_new(&objs[i], rng_logsize(&r, 16, 4096), &r);
+	sum = obj_del_all(objs, (size_t)(n - KEEP), 0);
 	rec = bench_malloc(sizeof(*rec));
 	rec->sum = sum;
 	memcpy(rec->keep, &objs[n - KEEP], sizeof(rec->keep));
@@ -80,22 +67,12 @@ int main(int argc, char **argv)
 
 		for (int i = 0; i < batch; i++) {
 			tasks[i] = (struct task){ a.seed, started + i, NULL };
-			bench_spawn(&th[i], work, &tasks[i]);
+			bench_spawn(&th[i], NULL, work, &tasks[i]);
 		}
 		for (int i = 0; i < batch; i++) {
-			struct record *rec;
-			uint64_t s;
-
 			pthread_join(th[i], NULL);
-			rec = tasks[i].out;
-			s = rec->sum;
-			for (int k = 0; k < KEEP; k++) {
-				s = mix64(s, obj_check(rec->keep[k].p, rec->keep[k].size,
-					rec->keep[k].tag));
-				free(rec->keep[k].p);
-			}
-			free(rec);
-			sum += s;
+			sum += obj_del_all(tasks[i].out->keep, KEEP, tasks[i].out->sum);
+			free(tasks[i].out);
 		}
 		started += batch;
 	}

@@ -21,40 +21,15 @@
 #define SLOTS 512
 #define BURST 16
 
-struct obj {
-	void *p;
-	size_t size;
-	uint64_t tag;
-};
-
-struct worker {
-	uint64_t seed;
-	int id;
-	long iters;
-	uint64_t sum;
-	pthread_barrier_t *start;
-};
-
-static inline void obj_new(struct obj *o, rng_t *r)
+/* Size of a new object: 75% in 16..512 bytes, 25% in 513..8192 bytes. */
+static inline size_t pick_size(rng_t *r)
 {
-	o->size = rng_below(r, 4) ? rng_logsize(r, 16, 512) : rng_logsize(r, 513, 8192);
-	o->tag = rng_next(r);
-	o->p = bench_malloc(o->size);
-	obj_fill(o->p, o->size, o->tag);
-}
-
-static inline uint64_t obj_del(struct obj *o)
-{
-	uint64_t v = obj_check(o->p, o->size, o->tag);
-
-	free(o->p);
-	o->p = NULL;
-	return v;
+	return rng_below(r, 4) ? rng_logsize(r, 16, 512) : rng_logsize(r, 513, 8192);
 }
 
 static void *work(void *arg)
 {
-	struct worker *w = arg;
+	struct bench_worker *w = arg;
 	rng_t r = rng_make(w->seed, (uint64_t)w->id);
 	struct obj *slots, burst[BURST];
 	uint64_t sum = 0;
@@ -67,7 +42,7 @@ static void *work(void *arg)
 	while (done < w->iters) {
 		if (rng_below(&r, 8) == 0 && w->iters - done >= BURST) {
 			for (int i = 0; i < BURST; i++)
-				obj_new(&burst[i], &r);
+				obj_new(&burst[i], pick_size(&r), &r);
 			for (int i = 0; i < BURST; i++)
 				sum = mix64(sum, obj_del(&burst[i]));
 			done += BURST;
@@ -76,15 +51,12 @@ static void *work(void *arg)
 
 			if (o->p)
 				sum = mix64(sum, obj_del(o));
-			obj_new(o, &r);
+			obj_new(o, pick_size(&r), &r);
 			done++;
 		}
 	}
-	for (int i = 0; i < SLOTS; i++)
-		if (slots[i].p)
-			sum = mix64(sum, obj_del(&slots[i]));
+	w->sum = obj_del_all(slots, SLOTS, sum);
 	free(slots);
-	w->sum = sum;
 	return NULL;
 }
 
@@ -92,24 +64,8 @@ int main(int argc, char **argv)
 {
 	struct bench_args a = bench_parse(argc, argv,
 		"per-thread churn, all threads at once; ITERS = mallocs in total");
-	pthread_t *t = bench_malloc(sizeof(*t) * (size_t)a.threads);
-	struct worker *w = bench_malloc(sizeof(*w) * (size_t)a.threads);
-	pthread_barrier_t start;
-	uint64_t sum = 0;
 
 	/* Start every worker at the same moment so that they really overlap. */
-	pthread_barrier_init(&start, NULL, (unsigned)a.threads);
-	for (int i = 0; i < a.threads; i++) {
-		w[i] = (struct worker){ a.seed, i, bench_share(a.iters, i, a.threads), 0, &start };
-		bench_spawn(&t[i], work, &w[i]);
-	}
-	for (int i = 0; i < a.threads; i++) {
-		pthread_join(t[i], NULL);
-		sum += w[i].sum;
-	}
-	pthread_barrier_destroy(&start);
-	free(t);
-	free(w);
-	bench_print_checksum(sum);
+	bench_print_checksum(bench_run(&a, work, BENCH_START_TOGETHER));
 	return 0;
 }

@@ -37,35 +37,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TINY_MAX 512
-#define SMALL_MAX 32768
+#include "stress.h"
+
 #define LARGE_MAX (256 * 1024)
 
 /* ---- helpers ---- */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rng_range(uint64_t *s, size_t lo, size_t hi)
-{
-    return lo + (size_t)(rng_next(s) % (hi - lo + 1));
-}
-
+/* 60% TINY, 37% SMALL, 3% LARGE up to LARGE_MAX. */
 static size_t pick_size(uint64_t *rng)
 {
-    unsigned r = (unsigned)(rng_next(rng) % 100);
-    if (r < 60)
-        return rng_range(rng, 1, TINY_MAX);
-    if (r < 97)
-        return rng_range(rng, TINY_MAX + 1, SMALL_MAX);
-    return rng_range(rng, SMALL_MAX + 1, LARGE_MAX);
+    return pick_class_size(rng, 60, 97, LARGE_MAX);
 }
 
 static uint64_t seed_of(uint64_t a, uint64_t b)
@@ -75,43 +56,6 @@ static uint64_t seed_of(uint64_t a, uint64_t b)
     x *= 0xBF58476D1CE4E5B9ULL;
     x ^= x >> 29;
     return x;
-}
-
-static inline uint64_t pattern_word(uint64_t seed, size_t w)
-{
-    return seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ULL);
-}
-
-static inline unsigned char pattern_byte(uint64_t seed, size_t i)
-{
-    return (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-static void fill(unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w = pattern_word(seed, i / 8);
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < n; i++)
-        p[i] = pattern_byte(seed, i);
-}
-
-static size_t count_bad(const unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t bad = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pattern_word(seed, i / 8))
-            for (size_t k = 0; k < 8; k++)
-                bad += p[i + k] != pattern_byte(seed, i + k);
-    }
-    for (; i < n; i++)
-        bad += p[i] != pattern_byte(seed, i);
-    return bad;
 }
 
 /* Checksum of an object's identity: both sides compute it independently. */
@@ -240,7 +184,7 @@ static void *producer_main(void *arg)
             continue;
         }
         uint64_t seed = seed_of(pr->id, seq);
-        fill(p, seed, size);
+        pattern_fill(p, seed, size);
         pr->sum += object_sum(seed, size);
         pr->produced++;
         queue_push(&sh->queues[target], (struct item){p, size, pr->id, seq});
@@ -279,7 +223,7 @@ static void *consumer_main(void *arg)
         last_seq[it.producer] = (long)it.seq;
 
         uint64_t seed = seed_of(it.producer, it.seq);
-        size_t bad = count_bad(it.p, seed, it.size);
+        size_t bad = pattern_count_bad(it.p, seed, it.size);
         if (bad) {
             c->corrupted_bytes += bad;
             consumer_error(c, "object content corrupted", &it);
@@ -307,12 +251,12 @@ static void *consumer_main(void *arg)
                 consumer_error(c, "malloc_usable_size < realloc size", &it);
             }
             size_t keep = nsize < it.size ? nsize : it.size;
-            bad = count_bad(q, seed, keep);
+            bad = pattern_count_bad(q, seed, keep);
             if (bad) {
                 c->corrupted_bytes += bad;
                 consumer_error(c, "prefix lost by cross-thread realloc", &it);
             }
-            fill(q, seed ^ 1, nsize);
+            pattern_fill(q, seed ^ 1, nsize);
             it.p = q;
         }
         free(it.p);
@@ -485,7 +429,7 @@ static void *ring_main(void *arg)
                 continue;
             }
             uint64_t seed = ring_seed(n->id, round, k);
-            fill(b.objs[k], seed, size);
+            pattern_fill(b.objs[k], seed, size);
             n->produced++;
             n->produced_sum += object_sum(seed, size);
         }
@@ -503,7 +447,7 @@ static void *ring_main(void *arg)
             if (in.objs[k] == NULL)
                 continue;
             uint64_t seed = ring_seed(in.owner, in.round, k);
-            size_t bad = count_bad(in.objs[k], seed, in.sizes[k]);
+            size_t bad = pattern_count_bad(in.objs[k], seed, in.sizes[k]);
             if (bad) {
                 n->corrupted_bytes += bad;
                 if (!n->first_error[0])

@@ -38,6 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "stress.h"
+
 #define WORKERS 4
 #define FORKS 50
 #define CHILD_ALARM 10
@@ -68,57 +70,10 @@ static const char *child_code_name(int code)
     }
 }
 
-/* ---- pattern helpers ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
+/* 60% TINY, 37% SMALL, 3% LARGE up to 200 KiB above SMALL_MAX. */
 static size_t pick_size(uint64_t *rng)
 {
-    unsigned r = (unsigned)(rng_next(rng) % 100);
-    if (r < 60)
-        return 1 + rng_next(rng) % 512;
-    if (r < 97)
-        return 513 + rng_next(rng) % (32768 - 512);
-    return 32769 + rng_next(rng) % (200 * 1024);
-}
-
-static inline uint64_t pattern_word(uint64_t seed, size_t w)
-{
-    return seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ULL);
-}
-
-static void fill(unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w = pattern_word(seed, i / 8);
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < n; i++)
-        p[i] = (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-static int intact(const unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pattern_word(seed, i / 8))
-            return 0;
-    }
-    for (; i < n; i++)
-        if (p[i] != (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8))))
-            return 0;
-    return 1;
+    return pick_class_size(rng, 60, 97, SMALL_MAX + 200 * 1024);
 }
 
 /* ---- background workers ---- */
@@ -155,7 +110,7 @@ static void worker_loop(struct worker *w)
         unsigned i = (unsigned)(rng_next(&rng) % WORKER_SLOTS);
         unsigned r = (unsigned)(rng_next(&rng) % 16);
         if (slot[i] != NULL) {
-            if (!intact(slot[i], seed[i], size[i]))
+            if (!pattern_intact(slot[i], seed[i], size[i]))
                 w->bad_blocks++;
             if (r == 0) {
                 /* realloc to another size, prefix must survive */
@@ -165,11 +120,11 @@ static void worker_loop(struct worker *w)
                     w->nulls++;
                 } else {
                     size_t keep = ns < size[i] ? ns : size[i];
-                    if (!intact(q, seed[i], keep))
+                    if (!pattern_intact(q, seed[i], keep))
                         w->bad_blocks++;
                     slot[i] = q;
                     size[i] = ns;
-                    fill(q, seed[i], ns);
+                    pattern_fill(q, seed[i], ns);
                 }
             } else if (r == 1) {
                 /* hand the block to the successor, take the predecessor's */
@@ -184,7 +139,7 @@ static void worker_loop(struct worker *w)
                 slot[i] = NULL;
                 if (old != NULL) {
                     /* the successor did not take it: it is still ours */
-                    if (!intact(old, old_seed, old_size))
+                    if (!pattern_intact(old, old_seed, old_size))
                         w->bad_blocks++;
                     free(old);
                 }
@@ -195,7 +150,7 @@ static void worker_loop(struct worker *w)
                 w->in->p = NULL;
                 pthread_mutex_unlock(&w->in->lock);
                 if (got != NULL) {
-                    if (!intact(got, gseed, gs))
+                    if (!pattern_intact(got, gseed, gs))
                         w->bad_blocks++;
                     free(got);
                 }
@@ -210,7 +165,7 @@ static void worker_loop(struct worker *w)
             if (slot[i] == NULL)
                 w->nulls++;
             else
-                fill(slot[i], seed[i], size[i]);
+                pattern_fill(slot[i], seed[i], size[i]);
         }
         w->ops++;
         if (!warmed && w->ops == 2000) {
@@ -219,7 +174,7 @@ static void worker_loop(struct worker *w)
         }
     }
     for (unsigned i = 0; i < WORKER_SLOTS; i++) {
-        if (slot[i] != NULL && !intact(slot[i], seed[i], size[i]))
+        if (slot[i] != NULL && !pattern_intact(slot[i], seed[i], size[i]))
             w->bad_blocks++;
         free(slot[i]);
     }
@@ -266,7 +221,7 @@ static int make_parent_blocks(struct parent_block *b, unsigned round, char *err,
                      round);
             return -1;
         }
-        fill(b[k].p, b[k].seed, sizes[k]);
+        pattern_fill(b[k].p, b[k].seed, sizes[k]);
     }
     return 0;
 }
@@ -279,8 +234,8 @@ static void *child_thread(void *arg)
         unsigned char *p = malloc(n);
         if (p == NULL)
             return (void *)(intptr_t)CHILD_NULL;
-        fill(p, rng, n);
-        if (!intact(p, rng, n)) {
+        pattern_fill(p, rng, n);
+        if (!pattern_intact(p, rng, n)) {
             free(p);
             return (void *)(intptr_t)CHILD_THREAD_BAD;
         }
@@ -293,7 +248,7 @@ static int child_work(struct parent_block *pb, unsigned round)
 {
     /* blocks that existed before fork: intact, then freed by the child */
     for (unsigned k = 0; k < PARENT_BLOCKS; k++) {
-        if (!intact(pb[k].p, pb[k].seed, pb[k].size))
+        if (!pattern_intact(pb[k].p, pb[k].seed, pb[k].size))
             return CHILD_PARENT_BLOCK_BAD;
         free(pb[k].p);
     }
@@ -316,7 +271,7 @@ static int child_work(struct parent_block *pb, unsigned round)
             for (size_t j = 0; j < sz[i]; j++)
                 if (own[i][j] != 0)
                     return CHILD_CALLOC_DIRTY;
-        fill(own[i], i + round, sz[i]);
+        pattern_fill(own[i], i + round, sz[i]);
     }
     /* realloc chain across classes on one block */
     static const size_t chain[] = {700, 40000, 100, 20000, 300000, 5};
@@ -326,15 +281,15 @@ static int child_work(struct parent_block *pb, unsigned round)
         if (q == NULL)
             return CHILD_NULL;
         size_t keep = cur < chain[c] ? cur : chain[c];
-        if (!intact(q, 0 + round, keep))
+        if (!pattern_intact(q, 0 + round, keep))
             return CHILD_OWN_BLOCK_BAD;
-        fill(q, 0 + round, chain[c]);
+        pattern_fill(q, 0 + round, chain[c]);
         own[0] = q;
         cur = chain[c];
     }
     sz[0] = cur;
     for (unsigned i = 0; i < N; i++) {
-        if (!intact(own[i], i + round, sz[i]))
+        if (!pattern_intact(own[i], i + round, sz[i]))
             return CHILD_OWN_BLOCK_BAD;
         free(own[i]);
     }
@@ -372,7 +327,7 @@ static int fork_rounds(unsigned forks, char *err, size_t errlen)
         }
         /* the parent's copies are its own to check and free */
         for (unsigned k = 0; k < PARENT_BLOCKS; k++) {
-            if (!intact(pb[k].p, pb[k].seed, pb[k].size)) {
+            if (!pattern_intact(pb[k].p, pb[k].seed, pb[k].size)) {
                 snprintf(err, errlen, "parent block %u corrupted after fork in round %u", k, round);
                 return -1;
             }
@@ -427,7 +382,7 @@ static void team_check(struct team *t)
 {
     for (unsigned i = 0; i < WORKERS; i++) {
         if (t->h[i].p != NULL) {
-            cr_assert(intact(t->h[i].p, t->h[i].seed, t->h[i].size),
+            cr_assert(pattern_intact(t->h[i].p, t->h[i].seed, t->h[i].size),
                       "block left in handoff %u corrupted", i);
             free(t->h[i].p);
         }

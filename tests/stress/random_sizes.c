@@ -33,9 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stress.h"
+
 #define SLOTS 256
-#define TINY_MAX 512
-#define SMALL_MAX 32768
 #define LARGE_MAX (300 * 1024)
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_CHAIN_STEP, OP_KINDS };
@@ -67,22 +67,6 @@ struct slot {
     unsigned gen;
 };
 
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64*: deterministic per thread, independent of the allocator */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rng_range(uint64_t *s, size_t lo, size_t hi)
-{
-    return lo + (size_t)(rng_next(s) % (hi - lo + 1));
-}
-
 static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c)
 {
     uint64_t x = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL
@@ -93,49 +77,6 @@ static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c)
     return x | 1;
 }
 
-/* Byte i of a block with seed s is byte (i % 8) of word(s, i / 8). */
-static inline uint64_t pattern_word(uint64_t seed, size_t w)
-{
-    return seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ULL);
-}
-
-static inline unsigned char pattern_byte(uint64_t seed, size_t i)
-{
-    return (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-/* Writes the pattern over bytes [from, to). */
-static void fill(unsigned char *p, uint64_t seed, size_t from, size_t to)
-{
-    size_t i = from;
-    for (; i < to && (i % 8) != 0; i++)
-        p[i] = pattern_byte(seed, i);
-    for (; i + 8 <= to; i += 8) {
-        uint64_t w = pattern_word(seed, i / 8);
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < to; i++)
-        p[i] = pattern_byte(seed, i);
-}
-
-/* Returns how many of bytes [0, n) differ from the pattern. */
-static size_t count_bad(const unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    size_t bad = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pattern_word(seed, i / 8)) {
-            for (size_t k = 0; k < 8; k++)
-                bad += p[i + k] != pattern_byte(seed, i + k);
-        }
-    }
-    for (; i < n; i++)
-        bad += p[i] != pattern_byte(seed, i);
-    return bad;
-}
-
 static void note_error(struct worker *w, const char *what, const void *p, size_t size)
 {
     if (w->first_error[0] == '\0')
@@ -143,14 +84,10 @@ static void note_error(struct worker *w, const char *what, const void *p, size_t
                  w->id, what, p, size);
 }
 
+/* 66% TINY, 32% SMALL, 2% LARGE up to LARGE_MAX. */
 static size_t pick_size(uint64_t *rng)
 {
-    unsigned r = (unsigned)(rng_next(rng) % 100);
-    if (r < 66)
-        return rng_range(rng, 1, TINY_MAX);
-    if (r < 98)
-        return rng_range(rng, TINY_MAX + 1, SMALL_MAX);
-    return rng_range(rng, SMALL_MAX + 1, LARGE_MAX);
+    return pick_class_size(rng, 66, 98, LARGE_MAX);
 }
 
 static void check_new_block(struct worker *w, void *p, size_t size)
@@ -172,7 +109,7 @@ static void check_new_block(struct worker *w, void *p, size_t size)
 
 static void verify_slot(struct worker *w, struct slot *s, size_t n)
 {
-    size_t bad = count_bad(s->p, s->seed, n);
+    size_t bad = pattern_count_bad(s->p, s->seed, n);
     if (bad) {
         w->corrupted_bytes += bad;
         note_error(w, "block content corrupted", s->p, s->size);
@@ -209,7 +146,7 @@ static void slot_new(struct worker *w, struct slot *s, unsigned slot_idx, size_t
             }
         }
     }
-    fill(s->p, s->seed, 0, size);
+    pattern_fill(s->p, s->seed, size);
 }
 
 static void slot_free(struct worker *w, struct slot *s)
@@ -245,7 +182,7 @@ static void slot_realloc(struct worker *w, struct slot *s, size_t new_size, int 
     size_t keep = s->size < new_size ? s->size : new_size;
     verify_slot(w, s, keep);
     if (new_size > keep)
-        fill(s->p, s->seed, keep, new_size);
+        pattern_fill_range(s->p, s->seed, keep, new_size);
     s->size = new_size;
 }
 

@@ -34,45 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stress.h"
+
 #define THREADS 12
-
-static inline uint64_t pattern_word(uint64_t seed, size_t w)
-{
-    return seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ULL);
-}
-
-static inline unsigned char pattern_byte(uint64_t seed, size_t i)
-{
-    return (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-static void fill(unsigned char *p, uint64_t seed, size_t from, size_t to)
-{
-    size_t i = from;
-    for (; i < to && i % 8 != 0; i++)
-        p[i] = pattern_byte(seed, i);
-    for (; i + 8 <= to; i += 8) {
-        uint64_t w = pattern_word(seed, i / 8);
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < to; i++)
-        p[i] = pattern_byte(seed, i);
-}
-
-static size_t count_bad(const unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t bad = 0, i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pattern_word(seed, i / 8))
-            for (size_t k = 0; k < 8; k++)
-                bad += p[i + k] != pattern_byte(seed, i + k);
-    }
-    for (; i < n; i++)
-        bad += p[i] != pattern_byte(seed, i);
-    return bad;
-}
 
 struct chain {
     pthread_t thread;
@@ -117,13 +81,13 @@ static unsigned char *step(struct chain *c, unsigned char *p, uint64_t seed, siz
         chain_error(c, "malloc_usable_size below the request", size, nsize);
     }
     size_t keep = size < nsize ? size : nsize;
-    size_t bad = count_bad(q, seed, keep);
+    size_t bad = pattern_count_bad(q, seed, keep);
     if (bad) {
         c->corrupted_bytes += bad;
         chain_error(c, "content lost", size, nsize);
     }
     if (nsize > size)
-        fill(q, seed, size, nsize);
+        pattern_fill_range(q, seed, size, nsize);
     return q;
 }
 
@@ -188,7 +152,7 @@ static unsigned long steps_program(struct chain *c, int dry)
             c->nulls++;
             return 0;
         }
-        fill(p, seed, 0, 1);
+        pattern_fill(p, seed, 1);
     }
 #define STEP_TO(ns)                                                                              \
     do {                                                                                         \
@@ -211,7 +175,7 @@ static unsigned long steps_program(struct chain *c, int dry)
         STEP_TO(size - 1);
 #undef STEP_TO
     if (!dry) {
-        size_t bad = count_bad(p, seed, 1);
+        size_t bad = pattern_count_bad(p, seed, 1);
         c->corrupted_bytes += bad;
         free(p);
     }
@@ -348,12 +312,12 @@ static void *string_thread(void *arg)
         if (malloc_usable_size(ns) < len + piece + 1)
             c->short_usable++;
         /* the old string, terminator included, must be intact */
-        size_t bad = count_bad((unsigned char *)ns, seed, len);
+        size_t bad = pattern_count_bad((unsigned char *)ns, seed, len);
         if (bad || (s != NULL && ns[len] != '\0')) {
             c->corrupted_bytes += bad + 1;
             chain_error(c, "string content lost on append", len + 1, len + piece + 1);
         }
-        fill((unsigned char *)ns, seed, len, len + piece);
+        pattern_fill_range((unsigned char *)ns, seed, len, len + piece);
         /* the pattern never matters as text: only the terminator is read */
         len += piece;
         ns[len] = '\0';
@@ -397,7 +361,7 @@ static void *shrink_thread(void *arg)
             c->nulls++;
             return NULL;
         }
-        fill(p, seed, 0, size);
+        pattern_fill(p, seed, size);
         while (size > 1) {
             size_t d = shrink_step(size) < size ? shrink_step(size) : size - 1;
             /* step() verifies the kept prefix of size - d bytes */
@@ -405,7 +369,7 @@ static void *shrink_thread(void *arg)
                 return NULL;
             size -= d;
             /* the whole of what is left, again, after the call returned */
-            size_t bad = count_bad(p, seed, size);
+            size_t bad = pattern_count_bad(p, seed, size);
             if (bad) {
                 c->corrupted_bytes += bad;
                 chain_error(c, "content changed after shrink", size + d, size);
@@ -414,7 +378,7 @@ static void *shrink_thread(void *arg)
         /* grow back: the first byte kept, the rest writable */
         if ((p = step(c, p, seed, 1, shrink_start[k])) == NULL)
             return NULL;
-        size_t bad = count_bad(p, seed, shrink_start[k]);
+        size_t bad = pattern_count_bad(p, seed, shrink_start[k]);
         c->corrupted_bytes += bad;
         if (bad)
             chain_error(c, "content wrong after growing back", 1, shrink_start[k]);

@@ -36,41 +36,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "stress.h"
+
 #define TOTAL_THREADS 100000
 #define BATCH 64
 #define WARMUP_THREADS 5000
 #define RSS_GROWTH_LIMIT (32L << 20)
-
-static inline uint64_t pattern_word(uint64_t seed, size_t w)
-{
-    return seed ^ ((uint64_t)(w + 1) * 0x9E3779B97F4A7C15ULL);
-}
-
-static void fill(unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w = pattern_word(seed, i / 8);
-        memcpy(p + i, &w, 8);
-    }
-    for (; i < n; i++)
-        p[i] = (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-static int intact(const unsigned char *p, uint64_t seed, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pattern_word(seed, i / 8))
-            return 0;
-    }
-    for (; i < n; i++)
-        if (p[i] != (unsigned char)(pattern_word(seed, i / 8) >> (8 * (i % 8))))
-            return 0;
-    return 1;
-}
 
 static long rss_bytes(void)
 {
@@ -119,10 +90,10 @@ static void *churn_main(void *arg)
         }
         if ((uintptr_t)p[k] % 16 != 0)
             a->status = CHURN_MISALIGNED;
-        fill(p[k], seed[k], churn_sizes[k]);
+        pattern_fill(p[k], seed[k], churn_sizes[k]);
     }
     for (unsigned k = 0; k < n; k++) {
-        if (!intact(p[k], seed[k], churn_sizes[k]))
+        if (!pattern_intact(p[k], seed[k], churn_sizes[k]))
             a->status = CHURN_BAD;
         if (k == keep) {
             a->handed = p[k];
@@ -139,8 +110,8 @@ static void *churn_main(void *arg)
             a->status = CHURN_NULL;
             break;
         }
-        fill(q, k, 32 + k * 200);
-        if (!intact(q, k, 32 + k * 200))
+        pattern_fill(q, k, 32 + k * 200);
+        if (!pattern_intact(q, k, 32 + k * 200))
             a->status = CHURN_BAD;
         free(q);
     }
@@ -172,7 +143,7 @@ Test(thread_churn, hundred_thousand_threads, .timeout = 180)
             cr_assert_eq(a->status, CHURN_OK, "thread %lu reported status %d (1 NULL, 2 corrupted, 3 misaligned)",
                          a->index, a->status);
             cr_assert_not_null(a->handed, "thread %lu handed no block", a->index);
-            cr_assert(intact(a->handed, a->handed_seed, a->handed_size),
+            cr_assert(pattern_intact(a->handed, a->handed_seed, a->handed_size),
                       "block of %zu bytes handed by thread %lu corrupted after its exit",
                       a->handed_size, a->index);
             free(a->handed);
@@ -280,7 +251,7 @@ static void *first_call_main(void *arg)
         break;
     }
     case FIRST_FREE_FOREIGN:
-        if (!intact(a->foreign, 77, a->foreign_size)) {
+        if (!pattern_intact(a->foreign, 77, a->foreign_size)) {
             snprintf(a->error, sizeof(a->error), "main-thread block corrupted");
             return NULL;
         }
@@ -295,10 +266,10 @@ static void *first_call_main(void *arg)
                      (void *)p, malloc_usable_size(p), n);
             return NULL;
         }
-        fill(p, 5, n);
+        pattern_fill(p, 5, n);
         /* grow it across a class boundary: contents must follow */
         unsigned char *q = realloc(p, 40000);
-        if (q == NULL || !intact(q, 5, n)) {
+        if (q == NULL || !pattern_intact(q, 5, n)) {
             snprintf(a->error, sizeof(a->error), "realloc of the first block lost its content");
             return NULL;
         }
@@ -312,8 +283,8 @@ static void *first_call_main(void *arg)
             snprintf(a->error, sizeof(a->error), "malloc(%zu) after the first call returned NULL", sz);
             return NULL;
         }
-        fill(r, k, sz);
-        if (!intact(r, k, sz)) {
+        pattern_fill(r, k, sz);
+        if (!pattern_intact(r, k, sz)) {
             snprintf(a->error, sizeof(a->error), "block of %zu bytes corrupted", sz);
             return NULL;
         }
@@ -332,7 +303,7 @@ Test(thread_churn, first_allocator_call_of_a_thread)
                 a.foreign_size = (round % 3 == 0) ? 64 : (round % 3 == 1) ? 3000 : 70000;
                 a.foreign = malloc(a.foreign_size);
                 cr_assert_not_null(a.foreign);
-                fill(a.foreign, 77, a.foreign_size);
+                pattern_fill(a.foreign, 77, a.foreign_size);
             }
             pthread_t t;
             cr_assert_eq(pthread_create(&t, NULL, first_call_main, &a), 0);
@@ -369,7 +340,7 @@ static void dtor(void *arg)
     for (unsigned k = 0; k < DTOR_BLOCKS; k++) {
         if (s->blocks[k] == NULL)
             continue;
-        if (!intact(s->blocks[k], s->id * 100 + k + s->round, s->sizes[k]) && !s->error[0])
+        if (!pattern_intact(s->blocks[k], s->id * 100 + k + s->round, s->sizes[k]) && !s->error[0])
             snprintf(s->error, sizeof(s->error), "thread %u: block %u bad in destructor run %d",
                      s->id, k, s->round);
         free(s->blocks[k]);
@@ -377,7 +348,7 @@ static void dtor(void *arg)
         s->freed_in_dtor++;
     }
     if (s->main_block != NULL) {
-        if (!intact(s->main_block, 999, s->main_size) && !s->error[0])
+        if (!pattern_intact(s->main_block, 999, s->main_size) && !s->error[0])
             snprintf(s->error, sizeof(s->error), "thread %u: main-thread block bad", s->id);
         free(s->main_block);
         s->main_block = NULL;
@@ -393,7 +364,7 @@ static void dtor(void *arg)
                 snprintf(s->error, sizeof(s->error), "thread %u: malloc in destructor failed", s->id);
                 break;
             }
-            fill(s->blocks[k], s->id * 100 + k + 2, s->sizes[k]);
+            pattern_fill(s->blocks[k], s->id * 100 + k + 2, s->sizes[k]);
         }
         if (pthread_setspecific(dtor_key, s) != 0)
             snprintf(s->error, sizeof(s->error), "thread %u: setspecific in destructor failed", s->id);
@@ -412,7 +383,7 @@ static void *dtor_thread(void *arg)
             snprintf(s->error, sizeof(s->error), "thread %u: malloc failed", s->id);
             return NULL;
         }
-        fill(s->blocks[k], s->id * 100 + k + 1, s->sizes[k]);
+        pattern_fill(s->blocks[k], s->id * 100 + k + 1, s->sizes[k]);
     }
     /* some freed traffic so the thread has cached chunks at exit */
     for (unsigned k = 0; k < 32; k++)
@@ -432,7 +403,7 @@ Test(thread_churn, key_destructor_uses_allocator)
         st[i].main_size = 100 + i * 700;
         st[i].main_block = malloc(st[i].main_size);
         cr_assert_not_null(st[i].main_block);
-        fill(st[i].main_block, 999, st[i].main_size);
+        pattern_fill(st[i].main_block, 999, st[i].main_size);
         cr_assert_eq(pthread_create(&th[i], NULL, dtor_thread, &st[i]), 0);
     }
     for (unsigned i = 0; i < DTOR_THREADS; i++) {
