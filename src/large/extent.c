@@ -12,6 +12,11 @@
  * Bounded by EXTENT_SLOTS ranges and EXTENT_BYTES in all; past either, the
  * smallest range or the tail of the largest goes back to the OS.
  *
+ * Measured against the cache of whole mappings it replaced (reused only
+ * for requests of half their length or more): w_mixed, 1 thread, 1.07 s ->
+ * 0.63 s and 48.8k -> 28.7k page faults; w_realloc 0.40 s -> 0.27 s, peak
+ * RSS 44.6 -> 35.5 MB (one run each, 2-core VM).
+ *
  * Every function runs under the registry lock (large.c) and never unmaps:
  * what must go back to the OS is handed to the caller in a struct
  * extent_drop, to unmap once the lock is released.

@@ -8,10 +8,7 @@
  * Mapping lengths are rounded to four steps per doubling. Freed mappings
  * are not unmapped at once: their ranges go to the extent cache
  * (extent.c), which merges neighbours and serves later LARGE blocks and
- * growing reallocs from pages already faulted in. w_mixed (500k
- * replacements, 1% LARGE of 32 KiB-1 MiB): 3.2 s with an 8 MiB cache of
- * whole mappings, 0.9 s with 32 MiB (glibc 0.8 s); see extent.c for the
- * split-and-merge numbers.
+ * growing reallocs from pages already faulted in (numbers in extent.c).
  */
 #include <errno.h>
 #include <stdint.h>
