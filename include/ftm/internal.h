@@ -12,6 +12,10 @@
 
 #include "ftm/types.h"
 
+/* Everything declared here stays inside the library; saying so lets the
+ * compiler address our globals directly instead of through the GOT. */
+#pragma GCC visibility push(hidden)
+
 struct ftm_out;
 
 #define FTM_EXPORT __attribute__((visibility("default")))
@@ -34,6 +38,9 @@ void sizeclass_init(size_t page_size);
 
 /* size_class of 16 * k for k <= 64: a lookup for the common small sizes */
 extern uint8_t ftm_class_lut[65];
+/* The same lookup giving offsetof(struct ftm_tcache, bins[class]), for
+ * malloc's fast path. */
+extern uint16_t ftm_bin_lut[65];
 
 /* Class of a request of n <= FTM_SMALL_MAX bytes: 16-byte steps up to 128,
  * then four classes per doubling (at most 25% of a chunk is slack). */
@@ -52,6 +59,12 @@ static inline uint32_t size_class_small(size_t n)
 	return ftm_class_lut[(n + 15) >> 4];
 }
 
+/* The calling thread's bin for n <= 1024 bytes, by table. */
+static inline struct ftm_bin *bin_small(struct ftm_tcache *tc, size_t n)
+{
+	return (struct ftm_bin *)((char *)tc + ftm_bin_lut[(n + 15) >> 4]);
+}
+
 /* Size of class cls, the inverse of size_class. */
 static inline uint32_t class_size(uint32_t cls)
 {
@@ -62,12 +75,13 @@ static inline uint32_t class_size(uint32_t cls)
 
 /* ---- core/pagemap.c ------------------------------------------------------ */
 extern struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS];
+extern struct ftm_zone *ftm_pagemap_empty[1u << FTM_LEAF_BITS];
 bool pagemap_register(struct ftm_zone *zone, size_t size);
 void pagemap_unregister(struct ftm_zone *zone, size_t size);
 
 /* The zone covering p, or NULL when no zone of ours does. Never faults. The
  * root index is masked rather than range-checked: a non-canonical pointer
- * aliases some 4 GiB window, and the exact chunk-start check that every
+ * aliases some 64 GiB window, and the exact chunk-start check that every
  * caller makes next rejects it. */
 static inline struct ftm_zone *pagemap_zone(const void *p)
 {
@@ -75,8 +89,6 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 	struct ftm_zone **leaf = __atomic_load_n(
 	    &ftm_pagemap[(a >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)) & ((1u << FTM_ROOT_BITS) - 1)],
 	    __ATOMIC_ACQUIRE);
-	if (FTM_UNLIKELY(!leaf))
-		return NULL;
 	return __atomic_load_n(&leaf[(a >> FTM_GRANULE_SHIFT) & ((1u << FTM_LEAF_BITS) - 1)],
 			       __ATOMIC_ACQUIRE);
 }
@@ -86,7 +98,7 @@ extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
-uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want);
+uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t *index, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
@@ -114,29 +126,21 @@ static inline uint32_t zone_chunk_index(const struct ftm_zone *zone, const void 
 	return (uint32_t)index;
 }
 
-static inline uintptr_t token_make(const void *chunk, uint32_t index)
+/* &zone->meta[index], written as byte arithmetic so that the compiler folds
+ * meta's offset into the load or store instead of adding it first. */
+static inline uint16_t *meta_slot(struct ftm_zone *zone, uint32_t index)
 {
-	return (uintptr_t)chunk | ((uintptr_t)index << FTM_TOKEN_SHIFT);
-}
-
-static inline void *token_chunk(uintptr_t token)
-{
-	return (void *)(token & (((uintptr_t)1 << FTM_TOKEN_SHIFT) - 1));
-}
-
-static inline uint32_t token_index(uintptr_t token)
-{
-	return (uint32_t)(token >> FTM_TOKEN_SHIFT);
+	return (uint16_t *)((char *)zone->meta + 2 * (size_t)index);
 }
 
 static inline uint16_t meta_load(const struct ftm_zone *zone, uint32_t index)
 {
-	return __atomic_load_n(&zone->meta[index], __ATOMIC_RELAXED);
+	return __atomic_load_n(meta_slot((struct ftm_zone *)zone, index), __ATOMIC_RELAXED);
 }
 
 static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t state)
 {
-	__atomic_store_n(&zone->meta[index], state, __ATOMIC_RELAXED);
+	__atomic_store_n(meta_slot(zone, index), state, __ATOMIC_RELAXED);
 }
 
 /* Moves a chunk from state `seen` to `state` only if no other thread changed
@@ -146,7 +150,7 @@ static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t st
 static inline bool meta_replace(struct ftm_zone *zone, uint32_t index, uint16_t seen,
 				uint16_t state)
 {
-	return __atomic_compare_exchange_n(&zone->meta[index], &seen, state, false,
+	return __atomic_compare_exchange_n(meta_slot(zone, index), &seen, state, false,
 					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
@@ -158,8 +162,9 @@ struct ftm_arena *arena_next(void);
 struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uint32_t want);
-void arena_return(const uintptr_t *tokens, uint32_t count);
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t *index,
+		      uint32_t want);
+void arena_return(void *const *chunk, const uint16_t *index, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);
@@ -329,8 +334,8 @@ struct os_symbol {
 bool os_symbol(const void *addr, struct os_symbol *out);
 
 /* ---- api/alloc.c --------------------------------------------------------- */
-void *ftm_malloc(size_t size);
-void ftm_free(void *ptr);
+FTM_EXPORT void *ftm_malloc(size_t size);
+FTM_EXPORT void ftm_free(void *ptr);
 void *malloc_aligned(size_t size, size_t align, const void *caller);
 void chunk_set_size(void *p, size_t size);
 void report_bad_pointer(const void *p, const char *call);
@@ -338,5 +343,7 @@ bool free_checked(void *p, const char *call);
 void *debug_block_alloc(size_t size);
 void *malloc_debug(size_t size, const void *caller);
 void free_slow(void *p, const char *call);
+
+#pragma GCC visibility pop
 
 #endif

@@ -74,20 +74,21 @@ struct ftm_zone {
 	uintptr_t first;             /* address of chunk 0 */
 	uint64_t recip;              /* the class's, here so free needs no other lookup */
 	uint32_t size;               /* chunk size (the class's) */
+	uint32_t bin_offset;         /* offsetof(struct ftm_tcache, bins[cls]): free's bin without a multiply */
+	uint32_t cls;                /* size class of every chunk here */
 	uint32_t capacity;           /* chunks in this zone (the class's) */
 	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
 	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
 	struct ftm_zone *all_prev;
 	struct ftm_zone *avail_next; /* zones of this class with a free chunk */
 	struct ftm_zone *avail_prev;
-	uint32_t cls;                /* size class of every chunk here */
 	uint32_t used;               /* chunks handed out: live or in a thread cache */
 	uint32_t carved;             /* chunks [carved, capacity) were never touched */
 	uint32_t in_avail;           /* 1 while on the arena's avail list */
 	uint32_t free_head;          /* first free chunk's index + 1 (0: none); links in meta */
-	uint32_t unused;
 	uint16_t meta[];             /* per chunk: FTM_META_* */
 };
+/* free's fast path reads only the first 32 bytes of the header: one line. */
 
 /* ------------------------------------------------------------------------ */
 /* Arenas                                                                   */
@@ -133,23 +134,24 @@ struct ftm_arena {
 /* Thread cache                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* A chunk as a thread cache holds it: its address in the low 48 bits, its
- * index in its zone above, so malloc marks it live without a division. */
-#define FTM_TOKEN_SHIFT 48
+#define FTM_TCACHE_MAX 32 /* most chunks one bin holds (struct ftm_class.tcache_cap) */
 
-/* A stack of chunk tokens kept out of the chunks themselves, so a write
- * after free cannot redirect the next malloc. */
+/* A stack of chunks kept out of the chunks themselves, so a write after
+ * free cannot redirect the next malloc. Each chunk's index in its zone
+ * rides beside it, so malloc marks the chunk live without a division; both
+ * arrays sit inside the bin, so neither path loads a pointer to them. */
 struct ftm_bin {
 	uint32_t count;      /* chunks cached */
 	uint32_t cap;        /* 0 in the boot/dead caches: every call takes the slow path */
-	uintptr_t *slots;    /* slots[0..count): chunk tokens, newest last */
-	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
 	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
 	uint32_t unused;
+	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
 	uint64_t refilled;   /* chunks that came in from the arena */
 	uint64_t frees;      /* frees of this class by this thread (chunks that came in) */
 	uint64_t misses;     /* mallocs that had to refill */
 	uint64_t flushed;    /* chunks given back to arenas */
+	void *chunk[FTM_TCACHE_MAX];     /* chunk[0..count): newest last */
+	uint16_t index[FTM_TCACHE_MAX];  /* index[i]: chunk[i]'s index in its zone */
 };
 /* A bin counts what comes in and what is flushed out, so malloc's fast path
  * counts nothing: mallocs = refilled + frees - flushed - count (bin_mallocs). */
@@ -162,7 +164,6 @@ struct ftm_tcache {
 	struct ftm_tcache *live_prev;
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
-	uintptr_t storage[];                  /* backing store of every bin's slots */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -192,12 +193,15 @@ struct ftm_extent {
 /* Page map                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Two levels cover the 47-bit user address space: root[addr >> 32] is a leaf
- * of 2^16 zone pointers, one per 64 KiB granule. Leaves are mapped on first
- * use and never freed, so a lookup needs no lock. */
+/* Two levels cover the 47-bit user address space: root[addr >> 36] is a leaf
+ * of 2^20 zone pointers, one per 64 KiB granule. Leaves are mapped on first
+ * use and never freed, so a lookup needs no lock. A root entry with no leaf
+ * points at a shared leaf of zeros (never written) rather than at NULL, so a
+ * lookup is two loads and no test; the root is small (2^11 entries, 16 KiB)
+ * so that its static initialiser costs little. */
 #define FTM_GRANULE_SHIFT 16
 #define FTM_ADDR_BITS 47
-#define FTM_LEAF_BITS 16
+#define FTM_LEAF_BITS 20
 #define FTM_ROOT_BITS (FTM_ADDR_BITS - FTM_GRANULE_SHIFT - FTM_LEAF_BITS)
 
 #endif

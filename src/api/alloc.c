@@ -79,7 +79,7 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 		struct ftm_bin *bin = &tc->bins[cls];
 		if (!bin->count && !tcache_refill(tc, cls))
 			return NULL;
-		p = token_chunk(bin->slots[--bin->count]);
+		p = bin->chunk[--bin->count];
 		bin->misses++;
 	}
 	chunk_set_size(p, size);
@@ -94,18 +94,17 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 {
 	struct ftm_bin *bin;
 	if (FTM_LIKELY(size <= 1024))
-		bin = &ftm_tls_tcache->bins[size_class_small(size)];
+		bin = bin_small(ftm_tls_tcache, size);
 	else if (size <= FTM_SMALL_MAX)
 		bin = &ftm_tls_tcache->bins[size_class(size)];
 	else
 		return malloc_slow(size, FTM_CALLER);
 	uint32_t count = bin->count;
 	if (FTM_LIKELY(count)) {
-		uintptr_t token = bin->slots[--count];
+		void *p = bin->chunk[--count];
 		bin->count = count;
-		void *p = token_chunk(token);
 		struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
-		meta_store(zone, token_index(token), (uint16_t)(bin->live - size));
+		meta_store(zone, bin->index[count], (uint16_t)(bin->live - size));
 		return p;
 	}
 	return malloc_slow(size, FTM_CALLER);
@@ -151,15 +150,16 @@ bool free_checked(void *p, const char *call)
 		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
 	struct ftm_tcache *tc = thread_cache();
-	uintptr_t token = token_make(p, index);
 	if (!tc) {
-		arena_return(&token, 1);
+		uint16_t index16 = (uint16_t)index;
+		arena_return(&p, &index16, 1);
 		return true;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->count == bin->cap)
 		tcache_flush(tc, zone->cls, bin->cap / 2);
-	bin->slots[bin->count++] = token;
+	bin->index[bin->count] = (uint16_t)index;
+	bin->chunk[bin->count++] = p;
 	bin->frees++;
 	return true;
 }
@@ -201,12 +201,15 @@ FTM_EXPORT void ftm_free(void *p)
 	if (FTM_LIKELY(zone && zone_sealed(zone))) {
 		uint64_t off = (uintptr_t)p - zone->first;
 		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
-		struct ftm_bin *bin = &ftm_tls_tcache->bins[zone->cls];
+		struct ftm_bin *bin = (struct ftm_bin *)((char *)ftm_tls_tcache + zone->bin_offset);
 		if (FTM_LIKELY(index * zone->size == off)) {
 			uint16_t state = meta_load(zone, (uint32_t)index);
-			if (FTM_LIKELY((state & FTM_META_LIVE) && bin->count < bin->cap &&
+			uint32_t count = bin->count;
+			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap &&
 				       meta_claim(zone, (uint32_t)index, state))) {
-				bin->slots[bin->count++] = token_make(p, (uint32_t)index);
+				bin->index[count] = (uint16_t)index;
+				bin->chunk[count] = p;
+				bin->count = count + 1;
 				bin->frees++;
 				return;
 			}

@@ -137,8 +137,10 @@ static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
 	arena_release_zone(arena, zone);
 }
 
-/* Fills out[] with up to `want` chunks of class cls, marked cached. */
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uint32_t want)
+/* Fills chunk[] and index[] with up to `want` chunks of class cls, marked
+ * cached. */
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t *index,
+		      uint32_t want)
 {
 	uint32_t got = 0;
 	arena_lock(arena);
@@ -148,7 +150,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uin
 			break;
 		if (zone->used == 0)
 			arena->empty[cls]--;
-		got += zone_take(zone, out + got, want - got);
+		got += zone_take(zone, chunk + got, index + got, want - got);
 		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
@@ -164,9 +166,9 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, uintptr_t *out, uin
 	return got;
 }
 
-static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uintptr_t token)
+static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uint32_t index)
 {
-	zone_put(zone, token_index(token));
+	zone_put(zone, index);
 	if (!zone->in_avail)
 		avail_insert(arena, zone);
 	arena->stats.chunks_out--;
@@ -178,18 +180,18 @@ static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uintptr_t 
 
 /* Gives chunks (validated by the caller) back to the arenas owning their
  * zones, taking each arena's lock once per run of chunks it owns. */
-void arena_return(const uintptr_t *tokens, uint32_t count)
+void arena_return(void *const *chunk, const uint16_t *index, uint32_t count)
 {
 	struct ftm_arena *locked = NULL;
 	for (uint32_t i = 0; i < count; i++) {
-		struct ftm_zone *zone = pagemap_zone(token_chunk(tokens[i]));
+		struct ftm_zone *zone = pagemap_zone(chunk[i]);
 		if (zone->arena != locked) {
 			if (locked)
 				arena_unlock(locked);
 			locked = zone->arena;
 			arena_lock(locked);
 		}
-		arena_put(locked, zone, tokens[i]);
+		arena_put(locked, zone, index[i]);
 	}
 	if (locked)
 		arena_unlock(locked);
@@ -198,8 +200,9 @@ void arena_return(const uintptr_t *tokens, uint32_t count)
 /* One chunk straight from the arena, for a thread that has no cache. */
 void *arena_alloc_one(uint32_t cls)
 {
-	uintptr_t token;
-	return arena_refill(arena_for_thread(), cls, &token, 1) ? token_chunk(token) : NULL;
+	void *chunk;
+	uint16_t index;
+	return arena_refill(arena_for_thread(), cls, &chunk, &index, 1) ? chunk : NULL;
 }
 
 /* Gives every empty zone kept in reserve back to the OS; returns the bytes

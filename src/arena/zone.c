@@ -76,6 +76,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 	zone->check = (uintptr_t)zone ^ ftm_zone_key;
 	zone->arena = arena;
 	zone->cls = cls;
+	zone->bin_offset = (uint32_t)offsetof(struct ftm_tcache, bins[cls]);
 	return zone;
 }
 
@@ -101,21 +102,23 @@ static uint32_t free_list_next(struct ftm_zone *zone, uint32_t index)
 	return next;
 }
 
-/* Hands up to `want` chunks (as tokens) to a thread cache; they become
- * FTM_META_CACHED. */
-uint32_t zone_take(struct ftm_zone *zone, uintptr_t *out, uint32_t want)
+/* Hands up to `want` chunks, with their indexes, to a thread cache; they
+ * become FTM_META_CACHED. */
+uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t *index, uint32_t want)
 {
 	uint32_t got = 0;
 	while (got < want && zone->free_head) {
-		uint32_t index = zone->free_head - 1;
-		zone->free_head = free_list_next(zone, index);
-		meta_store(zone, index, FTM_META_CACHED);
-		out[got++] = token_make(zone_chunk(zone, index), index);
+		uint32_t i = zone->free_head - 1;
+		zone->free_head = free_list_next(zone, i);
+		meta_store(zone, i, FTM_META_CACHED);
+		chunk[got] = zone_chunk(zone, i);
+		index[got++] = (uint16_t)i;
 	}
 	while (got < want && zone->carved < zone->capacity) {
-		uint32_t index = zone->carved++;
-		meta_store(zone, index, FTM_META_CACHED);
-		out[got++] = token_make(zone_chunk(zone, index), index);
+		uint32_t i = zone->carved++;
+		meta_store(zone, i, FTM_META_CACHED);
+		chunk[got] = zone_chunk(zone, i);
+		index[got++] = (uint16_t)i;
 	}
 	zone->used += got;
 	return got;

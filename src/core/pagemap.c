@@ -4,18 +4,26 @@
  * stays for the life of the process, so a lookup racing with a zone's
  * creation or destruction reads either NULL or a zone pointer, never freed
  * memory of the map itself.
+ *
+ * The root starts with every entry on ftm_pagemap_empty, a leaf of zeros in
+ * .bss that is only ever read: a lookup outside every installed leaf reads
+ * NULL from it (the kernel's zero page) without a test of its own. The
+ * initialiser is static because free may run before anything of ours does.
  */
 #include "ftm/internal.h"
 
 #define LEAF_ENTRIES ((size_t)1 << FTM_LEAF_BITS)
 
-struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS];
+struct ftm_zone *ftm_pagemap_empty[LEAF_ENTRIES];
+struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS] = {
+	[0 ...(1u << FTM_ROOT_BITS) - 1] = ftm_pagemap_empty,
+};
 
 static struct ftm_zone **leaf_for(uintptr_t addr)
 {
 	struct ftm_zone ***slot = &ftm_pagemap[addr >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)];
 	struct ftm_zone **leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-	if (leaf)
+	if (leaf != ftm_pagemap_empty)
 		return leaf;
 	struct ftm_zone **fresh = os_map(LEAF_ENTRIES * sizeof(*fresh));
 	if (!fresh)

@@ -12,6 +12,7 @@
 
 struct ftm_class ftm_classes[FTM_CLASS_COUNT];
 uint8_t ftm_class_lut[65];
+uint16_t ftm_bin_lut[65];
 
 static size_t round_up(size_t n, size_t to)
 {
@@ -25,7 +26,7 @@ static size_t round_up(size_t n, size_t to)
 static uint32_t tcache_cap_for(uint32_t size)
 {
 	uint32_t cap = 8192 / size;
-	return cap < 4 ? 4 : cap > 32 ? 32 : cap;
+	return cap < 4 ? 4 : cap > FTM_TCACHE_MAX ? FTM_TCACHE_MAX : cap;
 }
 
 void sizeclass_init(size_t page_size)
@@ -48,6 +49,8 @@ void sizeclass_init(size_t page_size)
 		c->tcache_cap = tcache_cap_for(c->size);
 		c->batch = (c->tcache_cap + 1) / 2;
 	}
-	for (uint32_t k = 0; k < sizeof(ftm_class_lut); k++)
+	for (uint32_t k = 0; k < sizeof(ftm_class_lut); k++) {
 		ftm_class_lut[k] = (uint8_t)size_class(16 * k);
+		ftm_bin_lut[k] = (uint16_t)offsetof(struct ftm_tcache, bins[ftm_class_lut[k]]);
+	}
 }

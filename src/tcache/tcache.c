@@ -22,8 +22,7 @@ __thread struct ftm_tcache *ftm_tls_tcache
 
 #define POOL_MAX 64 /* caches of exited threads kept for the next ones */
 
-static uint32_t slot_offset[FTM_CLASS_COUNT]; /* bin i's slots in storage[] */
-static size_t tcache_bytes;                   /* a cache with its storage */
+static size_t tcache_bytes;    /* a cache, in whole pages */
 static pthread_key_t exit_key;                /* its destructor flushes the cache */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ftm_tcache *pool;
@@ -34,13 +33,7 @@ static void tcache_thread_exit(void *arg);
 
 void tcache_init_geometry(void)
 {
-	size_t slots = 0;
-	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
-		slot_offset[cls] = (uint32_t)slots;
-		slots += ftm_classes[cls].tcache_cap;
-	}
-	size_t bytes = sizeof(struct ftm_tcache) + slots * sizeof(uintptr_t);
-	tcache_bytes = (bytes + ftm_page_size - 1) & ~(ftm_page_size - 1);
+	tcache_bytes = (sizeof(struct ftm_tcache) + ftm_page_size - 1) & ~(ftm_page_size - 1);
 	pthread_key_create(&exit_key, tcache_thread_exit);
 }
 
@@ -62,7 +55,6 @@ struct ftm_tcache *tcache_attach(void)
 		const struct ftm_class *c = &ftm_classes[cls];
 		tc->bins[cls] = (struct ftm_bin){
 		    .cap = c->tcache_cap,
-		    .slots = tc->storage + slot_offset[cls],
 		    .zone_mask = ~(((uintptr_t)1 << c->zone_shift) - 1),
 		    .live = FTM_META_LIVE + c->size,
 		};
@@ -82,14 +74,18 @@ struct ftm_tcache *tcache_attach(void)
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
-	uintptr_t *fresh = bin->slots + bin->count;
-	uint32_t got = arena_refill(tc->arena, cls, fresh, ftm_classes[cls].batch);
+	void **chunk = bin->chunk + bin->count;
+	uint16_t *index = bin->index + bin->count;
+	uint32_t got = arena_refill(tc->arena, cls, chunk, index, ftm_classes[cls].batch);
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
-	for (uint32_t i = 0; i < got / 2; i++) {
-		uintptr_t t = fresh[i];
-		fresh[i] = fresh[got - 1 - i];
-		fresh[got - 1 - i] = t;
+	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
+		void *c = chunk[i];
+		uint16_t x = index[i];
+		chunk[i] = chunk[j];
+		index[i] = index[j];
+		chunk[j] = c;
+		index[j] = x;
 	}
 	bin->count += got;
 	bin->refilled += got;
@@ -104,8 +100,9 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	if (bin->count <= keep)
 		return;
 	uint32_t out = bin->count - keep;
-	arena_return(bin->slots, out);
-	memmove(bin->slots, bin->slots + out, keep * sizeof(uintptr_t));
+	arena_return(bin->chunk, bin->index, out);
+	memmove(bin->chunk, bin->chunk + out, keep * sizeof(*bin->chunk));
+	memmove(bin->index, bin->index + out, keep * sizeof(*bin->index));
 	bin->count = keep;
 	bin->flushed += out;
 	tc->flushes++;

@@ -31,12 +31,11 @@ Test(zone, carves_in_order_and_registers)
 		cr_assert_eq(pagemap_zone((char *)zone + off), zone);
 	cr_assert_eq(zone_check(zone), true);
 
-	uintptr_t tokens[10];
 	void *chunks[10];
-	cr_assert_eq(zone_take(zone, tokens, 10), 10);
+	uint16_t index[10];
+	cr_assert_eq(zone_take(zone, chunks, index, 10), 10);
 	for (uint32_t i = 0; i < 10; i++) {
-		chunks[i] = token_chunk(tokens[i]);
-		cr_assert_eq(token_index(tokens[i]), i);
+		cr_assert_eq(index[i], i);
 		cr_assert_eq(chunks[i], zone_chunk(zone, i));
 		cr_assert_eq(meta_load(zone, i), FTM_META_CACHED);
 	}
@@ -48,11 +47,15 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(meta_load(zone, 7), 3 + 1, "a free chunk's state links to the next free one");
 	cr_assert_eq(meta_load(zone, 3), 0, "end of the list");
 	cr_assert_eq(zone->used, 8);
-	uintptr_t again[3];
-	cr_assert_eq(zone_take(zone, again, 3), 3);
-	cr_assert_eq(again[0], tokens[7], "free list is LIFO");
-	cr_assert_eq(again[1], tokens[3]);
-	cr_assert_eq(again[2], token_make(zone_chunk(zone, 10), 10), "then carving resumes");
+	void *again[3];
+	uint16_t again_index[3];
+	cr_assert_eq(zone_take(zone, again, again_index, 3), 3);
+	cr_assert_eq(again[0], chunks[7], "free list is LIFO");
+	cr_assert_eq(again_index[0], 7);
+	cr_assert_eq(again[1], chunks[3]);
+	cr_assert_eq(again_index[1], 3);
+	cr_assert_eq(again[2], zone_chunk(zone, 10), "then carving resumes");
+	cr_assert_eq(again_index[2], 10);
 
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(zone));
@@ -63,9 +66,11 @@ Test(zone, takes_everything_then_stops)
 	uint32_t cls = FTM_CLASS_COUNT - 1;
 	const struct ftm_class *c = &ftm_classes[cls];
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	uintptr_t tokens[256];
-	cr_assert_eq(zone_take(zone, tokens, 256), c->capacity);
-	cr_assert_eq(zone_take(zone, tokens, 1), 0);
+	void *chunks[256];
+	uint16_t index[256];
+	cr_assert_eq(zone_take(zone, chunks, index, 256), c->capacity);
+	cr_assert_eq(index[c->capacity - 1], c->capacity - 1);
+	cr_assert_eq(zone_take(zone, chunks, index, 1), 0);
 	zone_destroy(zone);
 }
 
@@ -73,19 +78,22 @@ Test(zone, write_after_free_is_harmless)
 {
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	uintptr_t tokens[4];
-	zone_take(zone, tokens, 4);
+	void *chunks[4];
+	uint16_t index[4];
+	zone_take(zone, chunks, index, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* the program writes into chunks it freed: the allocator keeps
 	 * nothing there, so the next chunks handed out are unchanged */
-	memset(token_chunk(tokens[0]), 0x41, 64);
-	memset(token_chunk(tokens[1]), 0x41, 64);
-	uintptr_t got[3];
-	cr_assert_eq(zone_take(zone, got, 3), 3);
-	cr_assert_eq(got[0], tokens[1]);
-	cr_assert_eq(got[1], tokens[0]);
-	cr_assert_eq(got[2], token_make(zone_chunk(zone, 4), 4));
+	memset(chunks[0], 0x41, 64);
+	memset(chunks[1], 0x41, 64);
+	void *got[3];
+	uint16_t got_index[3];
+	cr_assert_eq(zone_take(zone, got, got_index, 3), 3);
+	cr_assert_eq(got[0], chunks[1]);
+	cr_assert_eq(got[1], chunks[0]);
+	cr_assert_eq(got[2], zone_chunk(zone, 4));
+	cr_assert_eq(got_index[2], 4);
 	zone_destroy(zone);
 }
 
@@ -94,17 +102,19 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	ftm_ensure_init();
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	uintptr_t tokens[4];
-	zone_take(zone, tokens, 4);
+	void *chunks[4];
+	uint16_t index[4];
+	zone_take(zone, chunks, index, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* an overflow into the state array rewrites chunk 1's link */
 	meta_store(zone, 1, 3000);
-	uintptr_t got[4];
-	uint32_t n = zone_take(zone, got, 4);
+	void *got[4];
+	uint16_t got_index[4];
+	uint32_t n = zone_take(zone, got, got_index, 4);
 	cr_assert_eq(n, 4);
-	cr_assert_eq(got[0], tokens[1], "the head is still good");
-	cr_assert_eq(got[1], token_make(zone_chunk(zone, 4), 4),
+	cr_assert_eq(got[0], chunks[1], "the head is still good");
+	cr_assert_eq(got[1], zone_chunk(zone, 4),
 		     "the bad link is dropped with the rest of the list, carving goes on");
 	char want[128];
 	snprintf(want, sizeof(want), "ft_malloc: malloc(): corrupted free list in zone of %p\n",
@@ -157,11 +167,12 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	uint32_t cls = size_class(100);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	cr_assert_not_null(zone);
-	uintptr_t token;
-	cr_assert_eq(zone_take(zone, &token, 1), 1);
-	char *chunk = token_chunk(token);
+	void *taken;
+	uint16_t index;
+	cr_assert_eq(zone_take(zone, &taken, &index, 1), 1);
+	char *chunk = taken;
 	memset(chunk, 0x5a, 100);
-	zone_put(zone, token_index(token));
+	zone_put(zone, index);
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
 	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal, not an unmapped page");
