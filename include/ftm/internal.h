@@ -203,7 +203,8 @@ struct extent_drop {
 };
 void *extent_take(size_t len);
 bool extent_take_at(const void *addr, size_t len);
-void extent_put(void *addr, size_t len, struct extent_drop *drop);
+/* live: bytes of the LARGE blocks now mapped, which sets the byte bound */
+void extent_put(void *addr, size_t len, size_t live, struct extent_drop *drop);
 size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);
 

@@ -136,7 +136,7 @@ static void range_free(void *addr, size_t len, struct extent_drop *drop)
 		drop->count = 1;
 		return;
 	}
-	extent_put(addr, len, drop);
+	extent_put(addr, len, reg.bytes_mapped, drop);
 }
 
 /* Gives every cached range back to the OS; returns the bytes released. */

@@ -3,8 +3,8 @@
  * with free neighbours on both sides, a request takes the front of the
  * smallest range that fits and leaves the rest cached, a range right after
  * a block can be taken in place (realloc growth), and the cache stays
- * within its bounds (128 ranges, 32 MiB), handing back exactly what it lets
- * go of. The ranges are carved from one reserved mapping, so adjacency is
+ * within its bounds (128 ranges; 32 MiB or the live LARGE bytes, whichever
+ * is more), handing back exactly what it lets go of. The ranges are carved from one reserved mapping, so adjacency is
  * under the test's control; nothing here is unmapped by the cache itself.
  */
 #include <criterion/criterion.h>
@@ -25,11 +25,18 @@ static void setup(void)
 	cr_assert(base != MAP_FAILED);
 }
 
-static void put(size_t page, size_t pages, struct extent_drop *drop)
+/* Caches pages [page, page + pages) while `live` bytes of LARGE blocks are
+ * mapped. */
+static void put_live(size_t page, size_t pages, size_t live, struct extent_drop *drop)
 {
 	large_lock();
-	extent_put(base + page * PAGE, pages * PAGE, drop);
+	extent_put(base + page * PAGE, pages * PAGE, live, drop);
 	large_unlock();
+}
+
+static void put(size_t page, size_t pages, struct extent_drop *drop)
+{
+	put_live(page, pages, 0, drop);
 }
 
 static void *take(size_t pages)
@@ -114,7 +121,7 @@ Test(extent, bounded_in_ranges_and_bytes)
 	cr_assert_eq(drop.range[0].len, PAGE, "the smallest range goes");
 	cr_assert_eq(cached(), 129 * PAGE);
 	forget_all();
-	/* bytes: 8 MiB ranges up to 32 MiB; the fifth cuts the largest's tail */
+	/* bytes: 8 MiB ranges up to 32 MiB; a 4 MiB fifth, the smallest, goes */
 	size_t chunk = ((size_t)8 << 20) / PAGE;
 	for (size_t i = 0; i < 4; i++) {
 		put(10000 + i * (chunk + 1), chunk, &drop);
@@ -122,11 +129,39 @@ Test(extent, bounded_in_ranges_and_bytes)
 	}
 	put(60000, chunk / 2, &drop);
 	cr_assert_eq(drop.count, 1);
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 60000 * PAGE));
 	cr_assert_eq(drop.range[0].len, chunk / 2 * PAGE, "exactly the excess goes back");
 	cr_assert_eq(cached(), (size_t)32 << 20);
 	/* a range over a quarter of the bound is never cached */
 	put(80000, chunk + 1, &drop);
 	cr_assert_eq(drop.count, 1);
 	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 80000 * PAGE));
+	forget_all();
+}
+
+/* With 48 MiB of LARGE blocks live, the cache may hold 48 MiB; when they
+ * are freed, the next put brings it back down to 32 MiB. */
+Test(extent, byte_bound_follows_the_live_bytes)
+{
+	struct extent_drop drop;
+	size_t chunk = ((size_t)8 << 20) / PAGE;
+	size_t live = (size_t)48 << 20;
+	for (size_t i = 0; i < 6; i++) {
+		put_live(10000 + i * (chunk + 1), chunk, live, &drop);
+		cr_assert_eq(drop.count, 0, "range %zu fits under the live bytes", i);
+	}
+	cr_assert_eq(cached(), live);
+	put_live(70000, 1, live, &drop);
+	cr_assert_eq(drop.count, 1);
+	cr_assert_eq(drop.range[0].len, PAGE, "one page over: exactly one page goes");
+	cr_assert_eq(cached(), live);
+	put_live(71000, 1, 0, &drop);
+	cr_assert_eq(cached(), (size_t)32 << 20, "nothing live: back to the floor");
+	cr_assert_eq(drop.count, 3, "the new page, then two whole 8 MiB ranges");
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 71000 * PAGE), "smallest first");
+	size_t dropped = 0;
+	for (size_t i = 0; i < drop.count; i++)
+		dropped += drop.range[i].len;
+	cr_assert_eq(dropped, ((size_t)16 << 20) + PAGE, "the excess is handed back");
 	forget_all();
 }
