@@ -76,8 +76,8 @@ static inline uint32_t class_size(uint32_t cls)
 /* ---- core/pagemap.c ------------------------------------------------------ */
 extern struct ftm_zone **ftm_pagemap[1u << FTM_ROOT_BITS];
 extern struct ftm_zone *ftm_pagemap_empty[1u << FTM_LEAF_BITS];
-bool pagemap_register(struct ftm_zone *zone, size_t size);
-void pagemap_unregister(struct ftm_zone *zone, size_t size);
+bool pagemap_register(uintptr_t start, size_t size, struct ftm_zone *zone);
+void pagemap_unregister(uintptr_t start, size_t size);
 
 /* The zone covering p, or NULL when no zone of ours does. Never faults. The
  * root index is masked rather than range-checked: a non-canonical pointer
@@ -98,7 +98,7 @@ extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
-uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t *index, uint32_t want);
+uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
@@ -108,6 +108,19 @@ bool zone_check(const struct ftm_zone *zone);
 static inline bool zone_sealed(const struct ftm_zone *zone)
 {
 	return zone->check == ((uintptr_t)zone ^ ftm_zone_key);
+}
+
+/* Bytes of the zone's mapping. */
+static inline size_t zone_bytes(const struct ftm_zone *zone)
+{
+	return (size_t)1 << ftm_classes[zone->cls].zone_shift;
+}
+
+/* Start of the zone's mapping: the header sits at most FTM_ZONE_COLOURS
+ * cache lines into it, and the mapping is aligned to its size. */
+static inline uintptr_t zone_base(const struct ftm_zone *zone)
+{
+	return (uintptr_t)zone & ~(uintptr_t)(zone_bytes(zone) - 1);
 }
 
 static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)
@@ -162,9 +175,9 @@ struct ftm_arena *arena_next(void);
 struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t *index,
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
 		      uint32_t want);
-void arena_return(void *const *chunk, const uint16_t *index, uint32_t count);
+void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);

@@ -10,6 +10,9 @@
  * SMALL classes are served from zones: a zone is a mapping of 2^zone_shift
  * bytes aligned to its own size, carved into equal chunks of one class, with
  * a header and a per-chunk state array ("meta") kept out of line at its start.
+ * The header sits a few cache lines into the mapping, an offset ("colour")
+ * that differs from zone to zone: at the mapping's first byte, every zone
+ * header would fall in the same cache set, all of them 64 KiB-aligned.
  * The page map records, for every FTM_GRANULE of address space, which zone
  * covers it: free() finds a pointer's zone in two loads and can reject a
  * pointer that is not ours without ever dereferencing it.
@@ -40,6 +43,7 @@
 #define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */
 #define FTM_RETIRED_MAX 16      /* retired zones an arena keeps per zone size */
 #define FTM_RECIP_SHIFT 40      /* chunk index = offset * recip >> 40, exact below 2^25 */
+#define FTM_ZONE_COLOURS 32     /* header offsets, in cache lines, that zones spread over */
 
 /* Geometry of one size class, computed once at start-up from the page size. */
 struct ftm_class {
@@ -124,7 +128,7 @@ struct ftm_arena {
 	uint32_t empty[FTM_CLASS_COUNT];           /* empty zones kept per class */
 	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */
 	struct ftm_zone *zones;                    /* every zone of this arena */
-	struct ftm_zone *retired[FTM_ZONE_SHIFTS][FTM_RETIRED_MAX]; /* given back, range kept */
+	uintptr_t retired[FTM_ZONE_SHIFTS][FTM_RETIRED_MAX]; /* bases of zones given back, range kept */
 	uint32_t retired_count[FTM_ZONE_SHIFTS];   /* entries of each retired[] row */
 	struct ftm_arena_stats stats;
 	struct ftm_class_stats by_class[FTM_CLASS_COUNT];
@@ -137,21 +141,20 @@ struct ftm_arena {
 #define FTM_TCACHE_MAX 32 /* most chunks one bin holds (struct ftm_class.tcache_cap) */
 
 /* A stack of chunks kept out of the chunks themselves, so a write after
- * free cannot redirect the next malloc. Each chunk's index in its zone
- * rides beside it, so malloc marks the chunk live without a division; both
+ * free cannot redirect the next malloc. Each chunk's state slot rides beside
+ * it, so malloc marks the chunk live with one store and no lookup; both
  * arrays sit inside the bin, so neither path loads a pointer to them. */
 struct ftm_bin {
 	uint32_t count;      /* chunks cached */
 	uint32_t cap;        /* 0 in the boot/dead caches: every call takes the slow path */
 	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
 	uint32_t unused;
-	uintptr_t zone_mask; /* address & zone_mask = the chunk's zone */
 	uint64_t refilled;   /* chunks that came in from the arena */
 	uint64_t frees;      /* frees of this class by this thread (chunks that came in) */
 	uint64_t misses;     /* mallocs that had to refill */
 	uint64_t flushed;    /* chunks given back to arenas */
 	void *chunk[FTM_TCACHE_MAX];     /* chunk[0..count): newest last */
-	uint16_t index[FTM_TCACHE_MAX];  /* index[i]: chunk[i]'s index in its zone */
+	uint16_t *meta[FTM_TCACHE_MAX];  /* meta[i]: chunk[i]'s state slot in its zone */
 };
 /* A bin counts what comes in and what is flushed out, so malloc's fast path
  * counts nothing: mallocs = refilled + frees - flushed - count (bin_mallocs). */

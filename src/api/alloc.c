@@ -103,8 +103,7 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 	if (FTM_LIKELY(count)) {
 		void *p = bin->chunk[--count];
 		bin->count = count;
-		struct ftm_zone *zone = (struct ftm_zone *)((uintptr_t)p & bin->zone_mask);
-		meta_store(zone, bin->index[count], (uint16_t)(bin->live - size));
+		__atomic_store_n(bin->meta[count], (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
 		return p;
 	}
 	return malloc_slow(size, FTM_CALLER);
@@ -150,15 +149,15 @@ bool free_checked(void *p, const char *call)
 		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
 	struct ftm_tcache *tc = thread_cache();
+	uint16_t *slot = meta_slot(zone, index);
 	if (!tc) {
-		uint16_t index16 = (uint16_t)index;
-		arena_return(&p, &index16, 1);
+		arena_return(&p, &slot, 1);
 		return true;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->count == bin->cap)
 		tcache_flush(tc, zone->cls, bin->cap / 2);
-	bin->index[bin->count] = (uint16_t)index;
+	bin->meta[bin->count] = slot;
 	bin->chunk[bin->count++] = p;
 	bin->frees++;
 	return true;
@@ -207,7 +206,7 @@ FTM_EXPORT void ftm_free(void *p)
 			uint32_t count = bin->count;
 			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap &&
 				       meta_claim(zone, (uint32_t)index, state))) {
-				bin->index[count] = (uint16_t)index;
+				bin->meta[count] = meta_slot(zone, (uint32_t)index);
 				bin->chunk[count] = p;
 				bin->count = count + 1;
 				bin->frees++;

@@ -95,11 +95,6 @@ static void zones_remove(struct ftm_arena *arena, struct ftm_zone *zone)
 
 /* ---- zones in and out ---------------------------------------------------- */
 
-static size_t zone_bytes(uint32_t cls)
-{
-	return (size_t)1 << ftm_classes[cls].zone_shift;
-}
-
 FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cls)
 {
 	struct ftm_zone *zone = zone_create(arena, cls);
@@ -109,7 +104,7 @@ FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cl
 	avail_insert(arena, zone);
 	arena->empty[cls]++;
 	arena->stats.zones_mapped++;
-	arena->stats.bytes_mapped += zone_bytes(cls);
+	arena->stats.bytes_mapped += zone_bytes(zone);
 	arena->by_class[cls].zones_mapped++;
 	return zone;
 }
@@ -119,7 +114,7 @@ static void arena_release_zone(struct ftm_arena *arena, struct ftm_zone *zone)
 	avail_remove(arena, zone);
 	zones_remove(arena, zone);
 	arena->stats.zones_unmapped++;
-	arena->stats.bytes_mapped -= zone_bytes(zone->cls);
+	arena->stats.bytes_mapped -= zone_bytes(zone);
 	arena->by_class[zone->cls].zones_unmapped++;
 	zone_destroy(zone);
 }
@@ -137,9 +132,9 @@ static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
 	arena_release_zone(arena, zone);
 }
 
-/* Fills chunk[] and index[] with up to `want` chunks of class cls, marked
- * cached. */
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t *index,
+/* Fills chunk[] and meta[] with up to `want` chunks of class cls and their
+ * state slots, marked cached. */
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
 		      uint32_t want)
 {
 	uint32_t got = 0;
@@ -150,7 +145,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint1
 			break;
 		if (zone->used == 0)
 			arena->empty[cls]--;
-		got += zone_take(zone, chunk + got, index + got, want - got);
+		got += zone_take(zone, chunk + got, meta + got, want - got);
 		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
@@ -180,7 +175,7 @@ static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uint32_t i
 
 /* Gives chunks (validated by the caller) back to the arenas owning their
  * zones, taking each arena's lock once per run of chunks it owns. */
-void arena_return(void *const *chunk, const uint16_t *index, uint32_t count)
+void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count)
 {
 	struct ftm_arena *locked = NULL;
 	for (uint32_t i = 0; i < count; i++) {
@@ -191,7 +186,7 @@ void arena_return(void *const *chunk, const uint16_t *index, uint32_t count)
 			locked = zone->arena;
 			arena_lock(locked);
 		}
-		arena_put(locked, zone, index[i]);
+		arena_put(locked, zone, (uint32_t)(meta[i] - zone->meta));
 	}
 	if (locked)
 		arena_unlock(locked);
@@ -201,8 +196,8 @@ void arena_return(void *const *chunk, const uint16_t *index, uint32_t count)
 void *arena_alloc_one(uint32_t cls)
 {
 	void *chunk;
-	uint16_t index;
-	return arena_refill(arena_for_thread(), cls, &chunk, &index, 1) ? chunk : NULL;
+	uint16_t *meta;
+	return arena_refill(arena_for_thread(), cls, &chunk, &meta, 1) ? chunk : NULL;
 }
 
 /* Gives every empty zone kept in reserve back to the OS; returns the bytes
@@ -217,7 +212,7 @@ size_t arena_trim(void)
 		while (zone) {
 			struct ftm_zone *next = zone->all_next;
 			if (zone->used == 0) {
-				released += zone_bytes(zone->cls);
+				released += zone_bytes(zone);
 				arena->empty[zone->cls]--;
 				arena_release_zone(arena, zone);
 			}

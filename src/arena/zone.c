@@ -37,39 +37,52 @@ bool zone_check(const struct ftm_zone *zone)
  * fails, instead of faulting on an unmapped page (tests/unit/zone.c). Past
  * FTM_RETIRED_MAX per size, a zone is unmapped. */
 
-static struct ftm_zone *retired_take(struct ftm_arena *arena, uint32_t shift)
+static uintptr_t retired_take(struct ftm_arena *arena, uint32_t shift)
 {
 	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
 	if (!arena->retired_count[row])
-		return NULL;
+		return 0;
 	return arena->retired[row][--arena->retired_count[row]];
 }
 
-static bool retired_put(struct ftm_zone *zone, uint32_t shift)
+static bool retired_put(struct ftm_arena *arena, uintptr_t base, uint32_t shift)
 {
-	struct ftm_arena *arena = zone->arena;
 	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
 	if (arena->retired_count[row] == FTM_RETIRED_MAX)
 		return false;
-	arena->retired[row][arena->retired_count[row]++] = zone;
-	os_discard(zone, (size_t)1 << shift);
+	arena->retired[row][arena->retired_count[row]++] = base;
+	os_discard((void *)base, (size_t)1 << shift);
 	return true;
+}
+
+/* Where the header of the zone mapped at `base` goes: a cache line chosen
+ * by hashing the base, so that the headers (and the state arrays after
+ * them) of the zones a program uses at once spread over FTM_ZONE_COLOURS
+ * cache sets instead of all landing in the one set of their 64 KiB
+ * alignment, where eight of them already evict each other from L1 and L2.
+ * The same base always gets the same colour. */
+static struct ftm_zone *zone_at(uintptr_t base)
+{
+	uint64_t colour = ((base >> FTM_ZONE_MIN_SHIFT) * 0x9e3779b97f4a7c15ull) >> 59;
+	_Static_assert(FTM_ZONE_COLOURS == 32, "the hash keeps 5 bits");
+	return (struct ftm_zone *)(base + colour * 64);
 }
 
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 {
 	uint32_t shift = ftm_classes[cls].zone_shift;
 	size_t size = (size_t)1 << shift;
-	struct ftm_zone *zone = retired_take(arena, shift);
-	if (!zone && !(zone = os_map_aligned(size, size)))
+	uintptr_t base = retired_take(arena, shift);
+	if (!base && !(base = (uintptr_t)os_map_aligned(size, size)))
 		return NULL;
-	if (!pagemap_register(zone, size)) {
-		os_unmap(zone, size);
+	struct ftm_zone *zone = zone_at(base);
+	if (!pagemap_register(base, size, zone)) {
+		os_unmap((void *)base, size);
 		return NULL;
 	}
 	/* the range is zeroed (fresh or discarded): every chunk starts free */
 	const struct ftm_class *c = &ftm_classes[cls];
-	zone->first = (uintptr_t)zone + c->data_offset;
+	zone->first = base + c->data_offset;
 	zone->recip = c->recip;
 	zone->size = c->size;
 	zone->capacity = c->capacity;
@@ -83,9 +96,10 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 void zone_destroy(struct ftm_zone *zone)
 {
 	uint32_t shift = ftm_classes[zone->cls].zone_shift;
-	pagemap_unregister(zone, (size_t)1 << shift);
-	if (!retired_put(zone, shift))
-		os_unmap(zone, (size_t)1 << shift);
+	uintptr_t base = zone_base(zone);
+	pagemap_unregister(base, (size_t)1 << shift);
+	if (!retired_put(zone->arena, base, shift))
+		os_unmap((void *)base, (size_t)1 << shift);
 }
 
 /* The free chunk after `index`, or 0 at the end of the list. A link that
@@ -102,9 +116,9 @@ static uint32_t free_list_next(struct ftm_zone *zone, uint32_t index)
 	return next;
 }
 
-/* Hands up to `want` chunks, with their indexes, to a thread cache; they
- * become FTM_META_CACHED. */
-uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t *index, uint32_t want)
+/* Hands up to `want` chunks, with their state slots, to a thread cache;
+ * they become FTM_META_CACHED. */
+uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want)
 {
 	uint32_t got = 0;
 	while (got < want && zone->free_head) {
@@ -112,13 +126,13 @@ uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t *index, uint32_
 		zone->free_head = free_list_next(zone, i);
 		meta_store(zone, i, FTM_META_CACHED);
 		chunk[got] = zone_chunk(zone, i);
-		index[got++] = (uint16_t)i;
+		meta[got++] = meta_slot(zone, i);
 	}
 	while (got < want && zone->carved < zone->capacity) {
 		uint32_t i = zone->carved++;
 		meta_store(zone, i, FTM_META_CACHED);
 		chunk[got] = zone_chunk(zone, i);
-		index[got++] = (uint16_t)i;
+		meta[got++] = meta_slot(zone, i);
 	}
 	zone->used += got;
 	return got;

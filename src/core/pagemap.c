@@ -47,19 +47,19 @@ static void pagemap_set(uintptr_t start, size_t size, struct ftm_zone *value)
 	}
 }
 
-/* Maps every granule of [zone, zone + size) to zone. A zone is aligned to
- * its power-of-two size (at most 4 MiB), so it never straddles two leaves.
- * Fails only when the leaf cannot be mapped (out of memory). */
-bool pagemap_register(struct ftm_zone *zone, size_t size)
+/* Maps every granule of a zone's mapping [start, start + size) to its
+ * header. A zone is aligned to its power-of-two size (at most 4 MiB), so it
+ * never straddles two leaves. Fails only when the leaf cannot be mapped
+ * (out of memory). */
+bool pagemap_register(uintptr_t start, size_t size, struct ftm_zone *zone)
 {
-	uintptr_t start = (uintptr_t)zone;
 	if (((start + size - 1) >> FTM_ADDR_BITS) || !leaf_for(start))
 		return false;
 	pagemap_set(start, size, zone);
 	return true;
 }
 
-void pagemap_unregister(struct ftm_zone *zone, size_t size)
+void pagemap_unregister(uintptr_t start, size_t size)
 {
-	pagemap_set((uintptr_t)zone, size, NULL);
+	pagemap_set(start, size, NULL);
 }

@@ -40,7 +40,8 @@ void sizeclass_init(size_t page_size)
 			/* meta is sized for the chunks that would fit with no header,
 			 * plus one: meta[capacity] exists and stays FREE, so free's
 			 * fast path needs no bound check (see ftm_free) */
-			size_t header = sizeof(struct ftm_zone) + (zone / c->size + 1) * sizeof(uint16_t);
+			size_t header = (FTM_ZONE_COLOURS - 1) * 64 + sizeof(struct ftm_zone) +
+					(zone / c->size + 1) * sizeof(uint16_t);
 			c->data_offset = (uint32_t)round_up(header, page_size);
 			c->capacity = (uint32_t)((zone - c->data_offset) / c->size);
 			if (c->capacity >= FTM_ZONE_MIN_CHUNKS)

@@ -63,7 +63,7 @@ static void dump_zone(const struct ftm_zone *zone, void *ctx)
 	struct ftm_out *o = &st->out;
 	uint32_t carved = zone->carved;
 	out_str(o, "{\"type\":\"zone\"");
-	field_hex(o, "addr", (uintptr_t)zone);
+	field_hex(o, "addr", zone_base(zone));
 	field_str(o, "kind", zone->cls < FTM_TINY_CLASSES ? "TINY" : "SMALL");
 	field_dec(o, "arena", zone->arena->index);
 	field_dec(o, "class", zone->cls);
@@ -91,7 +91,7 @@ static void dump_zone(const struct ftm_zone *zone, void *ctx)
 		out_str(o, "{\"type\":\"chunk\"");
 		field_hex(o, "addr", (uintptr_t)zone_chunk(zone, i));
 		field_dec(o, "size", size);
-		field_hex(o, "zone", (uintptr_t)zone);
+		field_hex(o, "zone", zone_base(zone));
 		out_str(o, "}");
 		out_line_end(o);
 		st->live_bytes += size;

@@ -41,7 +41,7 @@ static void show_zone(const struct ftm_zone *zone, void *ctx)
 			continue;
 		if (!shown)
 			print_header(&st->out, zone->cls < FTM_TINY_CLASSES ? "TINY" : "SMALL",
-				     (uintptr_t)zone);
+				     zone_base(zone));
 		shown = true;
 		size_t size = zone->size - (meta & FTM_META_SLACK);
 		print_block(&st->out, (uintptr_t)zone_chunk(zone, i), size);

@@ -43,9 +43,9 @@ static void show_zone_ex(const struct ftm_zone *zone, void *ctx)
 	}
 	uint64_t carved = (uint64_t)zone->carved * zone->size;
 	out_str(o, zone->cls < FTM_TINY_CLASSES ? "TINY : " : "SMALL : ");
-	out_hex(o, (uintptr_t)zone);
+	out_hex(o, zone_base(zone));
 	out_str(o, " - ");
-	out_hex(o, (uintptr_t)zone + ((uintptr_t)1 << ftm_classes[zone->cls].zone_shift));
+	out_hex(o, zone_base(zone) + zone_bytes(zone));
 	out_str(o, " arena ");
 	out_dec(o, zone->arena->index);
 	out_str(o, ", class ");

@@ -55,7 +55,6 @@ struct ftm_tcache *tcache_attach(void)
 		const struct ftm_class *c = &ftm_classes[cls];
 		tc->bins[cls] = (struct ftm_bin){
 		    .cap = c->tcache_cap,
-		    .zone_mask = ~(((uintptr_t)1 << c->zone_shift) - 1),
 		    .live = FTM_META_LIVE + c->size,
 		};
 	}
@@ -75,17 +74,17 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
 	void **chunk = bin->chunk + bin->count;
-	uint16_t *index = bin->index + bin->count;
-	uint32_t got = arena_refill(tc->arena, cls, chunk, index, ftm_classes[cls].batch);
+	uint16_t **meta = bin->meta + bin->count;
+	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, ftm_classes[cls].batch);
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
 		void *c = chunk[i];
-		uint16_t x = index[i];
+		uint16_t *m = meta[i];
 		chunk[i] = chunk[j];
-		index[i] = index[j];
+		meta[i] = meta[j];
 		chunk[j] = c;
-		index[j] = x;
+		meta[j] = m;
 	}
 	bin->count += got;
 	bin->refilled += got;
@@ -100,9 +99,9 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	if (bin->count <= keep)
 		return;
 	uint32_t out = bin->count - keep;
-	arena_return(bin->chunk, bin->index, out);
+	arena_return(bin->chunk, bin->meta, out);
 	memmove(bin->chunk, bin->chunk + out, keep * sizeof(*bin->chunk));
-	memmove(bin->index, bin->index + out, keep * sizeof(*bin->index));
+	memmove(bin->meta, bin->meta + out, keep * sizeof(*bin->meta));
 	bin->count = keep;
 	bin->flushed += out;
 	tc->flushes++;

@@ -35,8 +35,9 @@ Test(tcache, refill_then_push_and_pop)
 	ftm_free(first);
 	cr_assert_eq(bin->count, c->batch - 1);
 	cr_assert_eq(bin->chunk[bin->count - 1], first);
-	cr_assert_eq(bin->index[bin->count - 1], zone_chunk_index(pagemap_zone(first), first),
-		     "the chunk's index rides beside it");
+	struct ftm_zone *zone = pagemap_zone(first);
+	cr_assert_eq(bin->meta[bin->count - 1], &zone->meta[zone_chunk_index(zone, first)],
+		     "the chunk's state slot rides beside it");
 	cr_assert_eq(ftm_malloc(99), first, "LIFO: the chunk just freed comes back first");
 }
 
@@ -55,9 +56,11 @@ Test(tcache, overflow_flushes_older_half)
 		ftm_free(p[i]);
 	cr_assert_eq(bin->count, c->tcache_cap / 2 + 1);
 	cr_assert_eq(bin->chunk[bin->count - 1], p[frees - 1], "most recent stays on top");
-	for (uint32_t i = 0; i < bin->count; i++)
-		cr_assert_eq(bin->index[i], zone_chunk_index(pagemap_zone(bin->chunk[i]), bin->chunk[i]),
-			     "chunk %u kept its index through the flush", i);
+	for (uint32_t i = 0; i < bin->count; i++) {
+		struct ftm_zone *z = pagemap_zone(bin->chunk[i]);
+		cr_assert_eq(bin->meta[i], &z->meta[zone_chunk_index(z, bin->chunk[i])],
+			     "chunk %u kept its state slot through the flush", i);
+	}
 	struct ftm_zone *zone = pagemap_zone(p[0]);
 	cr_assert_leq(meta_load(zone, zone_chunk_index(zone, p[0])), FTM_META_FREE_MAX,
 		      "the oldest went back to its zone");

@@ -26,16 +26,20 @@ Test(zone, carves_in_order_and_registers)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	cr_assert_not_null(zone);
 	size_t bytes = (size_t)1 << c->zone_shift;
-	cr_assert_eq((uintptr_t)zone % bytes, 0, "zone aligned to its size");
+	uintptr_t base = zone_base(zone);
+	cr_assert_eq(base % bytes, 0, "zone aligned to its size");
+	cr_assert_lt((uintptr_t)zone - base, FTM_ZONE_COLOURS * 64, "header within its colour range");
+	cr_assert_eq(((uintptr_t)zone - base) % 64, 0, "header on a cache line");
+	cr_assert_leq((uintptr_t)&zone->meta[zone->capacity + 1], zone->first, "state array before chunk 0");
 	for (size_t off = 0; off < bytes; off += 4096)
-		cr_assert_eq(pagemap_zone((char *)zone + off), zone);
+		cr_assert_eq(pagemap_zone((char *)base + off), zone);
 	cr_assert_eq(zone_check(zone), true);
 
 	void *chunks[10];
-	uint16_t index[10];
-	cr_assert_eq(zone_take(zone, chunks, index, 10), 10);
+	uint16_t *meta[10];
+	cr_assert_eq(zone_take(zone, chunks, meta, 10), 10);
 	for (uint32_t i = 0; i < 10; i++) {
-		cr_assert_eq(index[i], i);
+		cr_assert_eq(meta[i], &zone->meta[i]);
 		cr_assert_eq(chunks[i], zone_chunk(zone, i));
 		cr_assert_eq(meta_load(zone, i), FTM_META_CACHED);
 	}
@@ -48,14 +52,14 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(meta_load(zone, 3), 0, "end of the list");
 	cr_assert_eq(zone->used, 8);
 	void *again[3];
-	uint16_t again_index[3];
-	cr_assert_eq(zone_take(zone, again, again_index, 3), 3);
+	uint16_t *again_meta[3];
+	cr_assert_eq(zone_take(zone, again, again_meta, 3), 3);
 	cr_assert_eq(again[0], chunks[7], "free list is LIFO");
-	cr_assert_eq(again_index[0], 7);
+	cr_assert_eq(again_meta[0], &zone->meta[7]);
 	cr_assert_eq(again[1], chunks[3]);
-	cr_assert_eq(again_index[1], 3);
+	cr_assert_eq(again_meta[1], &zone->meta[3]);
 	cr_assert_eq(again[2], zone_chunk(zone, 10), "then carving resumes");
-	cr_assert_eq(again_index[2], 10);
+	cr_assert_eq(again_meta[2], &zone->meta[10]);
 
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(zone));
@@ -67,10 +71,10 @@ Test(zone, takes_everything_then_stops)
 	const struct ftm_class *c = &ftm_classes[cls];
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[256];
-	uint16_t index[256];
-	cr_assert_eq(zone_take(zone, chunks, index, 256), c->capacity);
-	cr_assert_eq(index[c->capacity - 1], c->capacity - 1);
-	cr_assert_eq(zone_take(zone, chunks, index, 1), 0);
+	uint16_t *meta[256];
+	cr_assert_eq(zone_take(zone, chunks, meta, 256), c->capacity);
+	cr_assert_eq(meta[c->capacity - 1], &zone->meta[c->capacity - 1]);
+	cr_assert_eq(zone_take(zone, chunks, meta, 1), 0);
 	zone_destroy(zone);
 }
 
@@ -79,8 +83,8 @@ Test(zone, write_after_free_is_harmless)
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[4];
-	uint16_t index[4];
-	zone_take(zone, chunks, index, 4);
+	uint16_t *meta[4];
+	zone_take(zone, chunks, meta, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* the program writes into chunks it freed: the allocator keeps
@@ -88,12 +92,12 @@ Test(zone, write_after_free_is_harmless)
 	memset(chunks[0], 0x41, 64);
 	memset(chunks[1], 0x41, 64);
 	void *got[3];
-	uint16_t got_index[3];
-	cr_assert_eq(zone_take(zone, got, got_index, 3), 3);
+	uint16_t *got_meta[3];
+	cr_assert_eq(zone_take(zone, got, got_meta, 3), 3);
 	cr_assert_eq(got[0], chunks[1]);
 	cr_assert_eq(got[1], chunks[0]);
 	cr_assert_eq(got[2], zone_chunk(zone, 4));
-	cr_assert_eq(got_index[2], 4);
+	cr_assert_eq(got_meta[2], &zone->meta[4]);
 	zone_destroy(zone);
 }
 
@@ -103,15 +107,15 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[4];
-	uint16_t index[4];
-	zone_take(zone, chunks, index, 4);
+	uint16_t *meta[4];
+	zone_take(zone, chunks, meta, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* an overflow into the state array rewrites chunk 1's link */
 	meta_store(zone, 1, 3000);
 	void *got[4];
-	uint16_t got_index[4];
-	uint32_t n = zone_take(zone, got, got_index, 4);
+	uint16_t *got_meta[4];
+	uint32_t n = zone_take(zone, got, got_meta, 4);
 	cr_assert_eq(n, 4);
 	cr_assert_eq(got[0], chunks[1], "the head is still good");
 	cr_assert_eq(got[1], zone_chunk(zone, 4),
@@ -168,11 +172,11 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	cr_assert_not_null(zone);
 	void *taken;
-	uint16_t index;
-	cr_assert_eq(zone_take(zone, &taken, &index, 1), 1);
+	uint16_t *meta;
+	cr_assert_eq(zone_take(zone, &taken, &meta, 1), 1);
 	char *chunk = taken;
 	memset(chunk, 0x5a, 100);
-	zone_put(zone, index);
+	zone_put(zone, (uint32_t)(meta - zone->meta));
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
 	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal, not an unmapped page");
