@@ -181,7 +181,7 @@ FTM_COLD void free_slow(void *p, const char *call)
  * small-object churn, is only paid once there are two. */
 static inline bool meta_claim(struct ftm_zone *zone, uint32_t index, uint16_t state)
 {
-	if (__libc_single_threaded) {
+	if (FTM_LIKELY(__libc_single_threaded)) {
 		meta_store(zone, index, FTM_META_CACHED);
 		return true;
 	}
