@@ -346,6 +346,30 @@ struct os_symbol {
 	uintptr_t name_addr;   /* its address */
 };
 bool os_symbol(const void *addr, struct os_symbol *out);
+void os_futex_wait(uint32_t *word, uint32_t value);
+void os_futex_wake(uint32_t *word);
+
+/* ---- core/lock.c -------------------------------------------------------- */
+void lock_wait(struct ftm_lock *lock);
+
+static inline bool lock_try(struct ftm_lock *lock)
+{
+	uint32_t free_state = 0;
+	return __atomic_compare_exchange_n(&lock->state, &free_state, 1, false, __ATOMIC_ACQUIRE,
+					   __ATOMIC_RELAXED);
+}
+
+static inline void lock_take(struct ftm_lock *lock)
+{
+	if (!lock_try(lock))
+		lock_wait(lock);
+}
+
+static inline void lock_give(struct ftm_lock *lock)
+{
+	if (__atomic_exchange_n(&lock->state, 0, __ATOMIC_RELEASE) == 2)
+		os_futex_wake(&lock->state);
+}
 
 /* ---- api/alloc.c --------------------------------------------------------- */
 FTM_EXPORT void *ftm_malloc(size_t size);

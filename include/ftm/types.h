@@ -57,6 +57,15 @@ struct ftm_class {
 };
 
 /* ------------------------------------------------------------------------ */
+/* Locks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The arenas' and the LARGE registry's mutex, one word (core/lock.c). */
+struct ftm_lock {
+	uint32_t state; /* 0 free, 1 held, 2 held and a thread may sleep on it */
+};
+
+/* ------------------------------------------------------------------------ */
 /* Zones                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -123,7 +132,7 @@ struct ftm_arena_stats {
 };
 
 struct ftm_arena {
-	pthread_mutex_t lock;                      /* guards everything below */
+	struct ftm_lock lock;                      /* guards everything below */
 	uint32_t index;                            /* position in ftm_arenas[] */
 	uint32_t empty[FTM_CLASS_COUNT];           /* empty zones kept per class */
 	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */

@@ -19,7 +19,7 @@ void arena_init_all(uint32_t count)
 {
 	ftm_arena_count = count;
 	for (uint32_t i = 0; i < count; i++) {
-		pthread_mutex_init(&ftm_arenas[i].lock, NULL);
+		ftm_arenas[i].lock = (struct ftm_lock){0};
 		ftm_arenas[i].index = i;
 	}
 }
@@ -39,15 +39,15 @@ struct ftm_arena *arena_for_thread(void)
 
 void arena_lock(struct ftm_arena *arena)
 {
-	if (pthread_mutex_trylock(&arena->lock) != 0) {
-		pthread_mutex_lock(&arena->lock);
+	if (!lock_try(&arena->lock)) {
+		lock_wait(&arena->lock);
 		arena->stats.contended++;
 	}
 }
 
 void arena_unlock(struct ftm_arena *arena)
 {
-	pthread_mutex_unlock(&arena->lock);
+	lock_give(&arena->lock);
 }
 
 /* ---- lists --------------------------------------------------------------- */
@@ -227,16 +227,16 @@ size_t arena_trim(void)
 void arena_lock_all(void)
 {
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
-		pthread_mutex_lock(&ftm_arenas[i].lock);
+		lock_take(&ftm_arenas[i].lock);
 }
 
 /* All or nothing: on failure no arena lock is held. */
 bool arena_trylock_all(void)
 {
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
-		if (pthread_mutex_trylock(&ftm_arenas[i].lock) != 0) {
+		if (!lock_try(&ftm_arenas[i].lock)) {
 			while (i-- > 0)
-				pthread_mutex_unlock(&ftm_arenas[i].lock);
+				lock_give(&ftm_arenas[i].lock);
 			return false;
 		}
 	return true;
@@ -245,11 +245,11 @@ bool arena_trylock_all(void)
 void arena_unlock_all(void)
 {
 	for (uint32_t i = ftm_arena_count; i-- > 0;)
-		pthread_mutex_unlock(&ftm_arenas[i].lock);
+		lock_give(&ftm_arenas[i].lock);
 }
 
 void arena_reinit_locks(void)
 {
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
-		pthread_mutex_init(&ftm_arenas[i].lock, NULL);
+		ftm_arenas[i].lock = (struct ftm_lock){0};
 }

@@ -20,14 +20,14 @@
 #define HEADER_SPACE 64 /* header, rounded so the user pointer is 64-aligned */
 
 static struct {
-	pthread_mutex_t lock;      /* guards the whole registry */
+	struct ftm_lock lock;      /* guards the whole registry */
 	struct ftm_large **buckets; /* hash chains, keyed by user pointer */
 	uint32_t shift;            /* 64 - log2(bucket count) */
 	size_t nbuckets;           /* 0 until the first LARGE allocation */
 	size_t count;              /* live LARGE blocks */
 	size_t bytes_mapped;       /* their mappings, in bytes */
 	struct ftm_large *all;     /* every live block */
-} reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} reg;
 
 static uint64_t large_seal(const struct ftm_large *h)
 {
@@ -145,9 +145,9 @@ size_t large_trim(void)
 	size_t bytes = 0;
 	struct extent_drop drop;
 	do {
-		pthread_mutex_lock(&reg.lock);
+		lock_take(&reg.lock);
 		bytes += extent_drain(&drop, sizeof(drop.range) / sizeof(drop.range[0]));
-		pthread_mutex_unlock(&reg.lock);
+		lock_give(&reg.lock);
 		unmap_dropped(&drop);
 	} while (drop.count);
 	return bytes;
@@ -172,9 +172,9 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	if (guard) {
 		len = page_round(size + slack + align) + ftm_page_size;
 	} else {
-		pthread_mutex_lock(&reg.lock);
+		lock_take(&reg.lock);
 		map = extent_take(len);
-		pthread_mutex_unlock(&reg.lock);
+		lock_give(&reg.lock);
 	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
@@ -196,11 +196,11 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	h->map_len = len;
 	if (zero && !fresh)
 		memset(h->user, 0, (size_t)(map + len - (char *)h->user));
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 	bool ok = registry_reserve();
 	if (ok)
 		registry_link(h);
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 	if (!ok) {
 		os_unmap(map, len);
 		errno = ENOMEM;
@@ -212,14 +212,14 @@ void *large_alloc(size_t size, size_t align, bool zero)
 bool large_free(void *p)
 {
 	struct extent_drop drop = {.count = 0};
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 	struct ftm_large *h = registry_find(p);
 	if (h) {
 		registry_unlink(h);
 		h->check = 0; /* a stale pointer to a cached range is not ours */
 		range_free(h, h->map_len, &drop);
 	}
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 	unmap_dropped(&drop);
 	return h != NULL;
 }
@@ -228,14 +228,14 @@ bool large_free(void *p)
  * mapping's end, or to its guard page). */
 bool large_lookup(const void *p, size_t *size, size_t *usable)
 {
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 	struct ftm_large *h = registry_find(p);
 	if (h) {
 		*size = h->size;
 		*usable = (size_t)((char *)h + h->map_len - (char *)h->user) -
 			  (ftm_options[FTM_OPT_GUARD] ? ftm_page_size : 0);
 	}
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 	return h != NULL;
 }
 
@@ -249,15 +249,15 @@ bool large_lookup(const void *p, size_t *size, size_t *usable)
  * (p is left as it was). */
 bool large_realloc(void *p, size_t size, void **moved)
 {
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 	struct ftm_large *h = registry_find(p);
 	if (!h) {
-		pthread_mutex_unlock(&reg.lock);
+		lock_give(&reg.lock);
 		return false;
 	}
 	size_t offset = (size_t)((char *)p - (char *)h);
 	if (size > (size_t)PTRDIFF_MAX - offset - ftm_page_size) {
-		pthread_mutex_unlock(&reg.lock);
+		lock_give(&reg.lock);
 		errno = ENOMEM;
 		*moved = NULL;
 		return true;
@@ -273,14 +273,14 @@ bool large_realloc(void *p, size_t size, void **moved)
 			h->map_len = len;
 		}
 		h->size = size;
-		pthread_mutex_unlock(&reg.lock);
+		lock_give(&reg.lock);
 		unmap_dropped(&drop);
 		*moved = p;
 		return true;
 	}
 	registry_unlink(h);
 	char *reuse = guard ? NULL : extent_take(len);
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 	struct ftm_large *old = h, *grown = NULL;
 	/* mremap moves the pages without copying, but only within one kernel
 	 * mapping: a block grown over a merged range may span two, and is then
@@ -299,13 +299,13 @@ bool large_realloc(void *p, size_t size, void **moved)
 		h->size = size;
 		h->map_len = len;
 	}
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 	registry_link(h); /* the unlink above left room: no growth needed */
 	if (reuse) {
 		old->check = 0;
 		range_free(old, old->map_len, &drop);
 	}
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 	unmap_dropped(&drop);
 	if (!grown)
 		errno = ENOMEM;
@@ -315,22 +315,22 @@ bool large_realloc(void *p, size_t size, void **moved)
 
 void large_lock(void)
 {
-	pthread_mutex_lock(&reg.lock);
+	lock_take(&reg.lock);
 }
 
 bool large_trylock(void)
 {
-	return pthread_mutex_trylock(&reg.lock) == 0;
+	return lock_try(&reg.lock);
 }
 
 void large_unlock(void)
 {
-	pthread_mutex_unlock(&reg.lock);
+	lock_give(&reg.lock);
 }
 
 void large_reinit_lock(void)
 {
-	pthread_mutex_init(&reg.lock, NULL);
+	reg.lock = (struct ftm_lock){0};
 }
 
 /* Registry totals; the caller holds the registry lock. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 
 #include "ftm/internal.h"
@@ -153,4 +154,20 @@ bool os_symbol(const void *addr, struct os_symbol *out)
 	out->name = info.dli_sname;
 	out->name_addr = (uintptr_t)info.dli_saddr;
 	return true;
+}
+
+/* Sleeps while *word == value (or until woken); errno is kept, since the
+ * callers are malloc and free. */
+void os_futex_wait(uint32_t *word, uint32_t value)
+{
+	int saved = errno;
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+	errno = saved;
+}
+
+void os_futex_wake(uint32_t *word)
+{
+	int saved = errno;
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = saved;
 }
