@@ -53,10 +53,13 @@ struct ftm_tcache *tcache_attach(void)
 	tc->arena = arena_next();
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
-		tc->bins[cls] = (struct ftm_bin){
-		    .cap = c->tcache_cap,
-		    .live = FTM_META_LIVE + c->size,
-		};
+		struct ftm_bin *bin = &tc->bins[cls];
+		/* the counts and counters only: a whole-bin assignment would also
+		 * zero its 512 bytes of slots: 6% of thread_churn's instructions */
+		bin->count = 0;
+		bin->cap = c->tcache_cap;
+		bin->live = FTM_META_LIVE + c->size;
+		bin->refilled = bin->frees = bin->misses = bin->flushed = 0;
 	}
 	pthread_mutex_lock(&pool_lock);
 	tc->live_prev = NULL;
