@@ -14,7 +14,8 @@
  *
  * On top of that: each of our live pointers is listed exactly once with the
  * exact size asked for (malloc, calloc, realloc grown or shrunk, memalign,
- * malloc(0)), in the zone kind its size implies; a freed pointer disappears
+ * malloc(0)), in the zone kind its size implies, under a zone line that
+ * names the start of the zone's mapping; a freed pointer disappears
  * (even when it only went to the thread cache) and the Total drops by its
  * size; dumps taken while 8 threads allocate and free are each whole and
  * consistent (no torn line, a correct Total) and do not disturb the
@@ -392,6 +393,20 @@ Test(show, lists_every_live_block_exactly)
 	cr_assert(parse_dump(t2, strlen(t2), &d2) == 0, "%s\nfull output:\n%s", d2.err, t2);
 	for (size_t i = 0; i < k; i++)
 		assert_listed(&d1, m[i].p, m[i].n, m[i].kind_fixed);
+	/* A TINY or SMALL zone line names the start of the zone's mapping (at
+	 * least 64 KiB, aligned to its size; the header inside may sit a few
+	 * cache lines in), and a TINY zone is exactly 64 KiB. */
+	for (size_t z = 0; z < d1.nzones; z++)
+		if (d1.zones[z].kind != LARGE)
+			cr_assert(d1.zones[z].addr % 65536 == 0, "zone %#lx is not a mapping start",
+				  (unsigned long)d1.zones[z].addr);
+	for (size_t i = 0; i < d1.nallocs; i++) {
+		const struct zone_rec *z = &d1.zones[d1.allocs[i].zone];
+		if (z->kind == TINY)
+			cr_assert(d1.allocs[i].end <= z->addr + 65536, "%#lx - %#lx outside TINY zone %#lx",
+				  (unsigned long)d1.allocs[i].start, (unsigned long)d1.allocs[i].end,
+				  (unsigned long)z->addr);
+	}
 	cr_assert(find(&d2, m[0].p) == NULL, "freed block %p still listed:\n%s", m[0].p, t2);
 	for (size_t i = 1; i < k; i++)
 		assert_listed(&d2, m[i].p, m[i].n, m[i].kind_fixed);
