@@ -12,6 +12,7 @@ struct totals {
 	uint64_t used_bytes; /* bytes of chunks handed out */
 	uint64_t large_bytes; /* bytes of LARGE mappings */
 	uint64_t large_count; /* LARGE mappings */
+	uint64_t large_cached; /* bytes of freed LARGE ranges kept for reuse */
 };
 
 static void arena_snapshot(struct ftm_arena *arena, struct ftm_arena_stats *out)
@@ -23,7 +24,7 @@ static void arena_snapshot(struct ftm_arena *arena, struct ftm_arena_stats *out)
 
 static struct totals totals_collect(void)
 {
-	struct totals t = {0, 0, 0, 0};
+	struct totals t = {0, 0, 0, 0, 0};
 	for (uint32_t i = 0; i < ftm_arena_count; i++) {
 		struct ftm_arena_stats s;
 		arena_snapshot(&ftm_arenas[i], &s);
@@ -33,6 +34,7 @@ static struct totals totals_collect(void)
 	large_lock();
 	t.large_bytes = large_bytes_mapped();
 	t.large_count = large_count();
+	t.large_cached = extent_cached_bytes();
 	large_unlock();
 	return t;
 }
@@ -147,7 +149,9 @@ void stats_print(struct ftm_out *o)
 	out_dec(o, t.large_count);
 	out_str(o, " (");
 	out_dec(o, t.large_bytes);
-	out_str(o, " bytes mapped), mmap calls ");
+	out_str(o, " bytes mapped, ");
+	out_dec(o, t.large_cached);
+	out_str(o, " bytes cached), mmap calls ");
 	out_dec(o, __atomic_load_n(&ftm_os_maps, __ATOMIC_RELAXED));
 	out_str(o, ", munmap calls ");
 	out_dec(o, __atomic_load_n(&ftm_os_unmaps, __ATOMIC_RELAXED));

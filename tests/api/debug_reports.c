@@ -22,7 +22,8 @@
  *    of all class lines; for two classes only the child uses, mallocs,
  *    frees and in-use bytes equal what it did (one class from the main
  *    thread, one from a thread that exited); LARGE blocks, mmap and munmap
- *    counts cover what it mapped and unmapped;
+ *    counts cover what it mapped and unmapped, and after malloc_trim no
+ *    freed LARGE range is left cached;
  *  - output: with FT_MALLOC_OUTPUT=path or =fd, diagnostics and reports go
  *    there and nothing to stderr; an unusable path is reported on stderr;
  *  - dump: every JSON line parsed strictly (flat objects, documented keys
@@ -563,7 +564,8 @@ Test(debug_stats, counters_add_up)
 	struct arena_line arenas[256];
 	struct class_line classes[512];
 	size_t narenas = 0, nclasses = 0, ntotal = 0;
-	uint64_t total_mallocs = 0, total_hits = 0, large_blocks = 0, large_bytes = 0, maps = 0, unmaps = 0;
+	uint64_t total_mallocs = 0, total_hits = 0, large_blocks = 0, large_bytes = 0, large_cached = 0;
+	uint64_t maps = 0, unmaps = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		cr_assert(ntotal == 0, "a line after the total line: %s", line);
@@ -612,13 +614,16 @@ Test(debug_stats, counters_add_up)
 		} else {
 			cr_assert(PARSE_EXACT(line,
 					      "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE blocks %lu "
-					      "(%lu bytes mapped), mmap calls %lu, munmap calls %lu",
-					      6,
+					      "(%lu bytes mapped, %lu bytes cached), mmap calls %lu, munmap calls %lu",
+					      7,
 					      snprintf(again_, sizeof again_,
 						       "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE "
-						       "blocks %lu (%lu bytes mapped), mmap calls %lu, munmap calls %lu",
-						       total_mallocs, total_hits, large_blocks, large_bytes, maps, unmaps),
-					      &total_mallocs, &total_hits, &large_blocks, &large_bytes, &maps, &unmaps),
+						       "blocks %lu (%lu bytes mapped, %lu bytes cached), mmap calls %lu, "
+						       "munmap calls %lu",
+						       total_mallocs, total_hits, large_blocks, large_bytes, large_cached,
+						       maps, unmaps),
+					      &total_mallocs, &total_hits, &large_blocks, &large_bytes, &large_cached,
+					      &maps, &unmaps),
 				  "unexpected line: \"%s\"", line);
 			ntotal++;
 		}
@@ -672,6 +677,7 @@ Test(debug_stats, counters_add_up)
 	}
 	cr_assert_eq(large_blocks, 2, "LARGE blocks\n%s", ERR(&c));
 	cr_assert(large_bytes >= 140000, "LARGE bytes mapped\n%s", ERR(&c));
+	cr_assert_eq(large_cached, 0, "malloc_trim gave the cached LARGE ranges back\n%s", ERR(&c));
 	cr_assert(maps >= sum_zones + 3, "mmap calls %lu for %lu zones and 3 LARGE blocks", maps, sum_zones);
 	cr_assert(unmaps >= 1, "munmap calls: a 20 MiB block was freed\n%s", ERR(&c));
 	child_free(&c);
