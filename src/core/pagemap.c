@@ -42,6 +42,9 @@ static void pagemap_set(uintptr_t start, size_t size, struct ftm_zone *value)
 	for (uintptr_t a = start; a < start + size; a += (uintptr_t)1 << FTM_GRANULE_SHIFT) {
 		struct ftm_zone **leaf = __atomic_load_n(
 		    &ftm_pagemap[a >> (FTM_GRANULE_SHIFT + FTM_LEAF_BITS)], __ATOMIC_ACQUIRE);
+		/* a write there would name a zone for every unmapped address */
+		if (FTM_UNLIKELY(leaf == ftm_pagemap_empty))
+			continue;
 		__atomic_store_n(&leaf[(a >> FTM_GRANULE_SHIFT) & (LEAF_ENTRIES - 1)], value,
 				 __ATOMIC_RELEASE);
 	}
