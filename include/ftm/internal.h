@@ -214,9 +214,11 @@ struct extent_drop {
 	struct ftm_extent range[4];
 	size_t count;
 };
+void extent_drop_add(struct extent_drop *drop, uintptr_t addr, size_t len);
 void *extent_take(size_t len);
 bool extent_take_at(const void *addr, size_t len);
-/* live: bytes of the LARGE blocks now mapped, which sets the byte bound */
+/* live: bytes of the LARGE blocks now mapped, which sets the byte bound;
+ * what goes back to the OS is appended to *drop (which may hold one range already) */
 void extent_put(void *addr, size_t len, size_t live, struct extent_drop *drop);
 size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);

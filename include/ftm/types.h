@@ -189,6 +189,7 @@ struct ftm_large {
 	void *user;                 /* the pointer the program holds */
 	size_t size;                /* bytes the program asked for */
 	size_t map_len;             /* length of the whole mapping */
+	size_t warm;                /* the pages past this offset were never touched */
 	struct ftm_large *hash_next; /* chain in the registry's bucket */
 	struct ftm_large *all_next;  /* every LARGE mapping, for show */
 	struct ftm_large *all_prev;

@@ -43,7 +43,7 @@ static struct ftm_extent free_ranges[EXTENT_SLOTS]; /* by increasing address */
 static size_t range_count;
 static size_t range_bytes; /* total length of free_ranges */
 
-static void drop_add(struct extent_drop *drop, uintptr_t addr, size_t len)
+void extent_drop_add(struct extent_drop *drop, uintptr_t addr, size_t len)
 {
 	drop->range[drop->count++] = (struct ftm_extent){addr, len};
 }
@@ -105,17 +105,17 @@ static void shrink_to_bounds(size_t bound, struct extent_drop *drop)
 {
 	if (range_count == EXTENT_SLOTS) {
 		size_t i = smallest_range();
-		drop_add(drop, free_ranges[i].addr, free_ranges[i].len);
+		extent_drop_add(drop, free_ranges[i].addr, free_ranges[i].len);
 		remove_at(i);
 	}
 	while (range_bytes > bound && drop->count < sizeof(drop->range) / sizeof(drop->range[0])) {
 		struct ftm_extent *r = &free_ranges[smallest_range()];
 		size_t cut = range_bytes - bound;
 		if (cut >= r->len) {
-			drop_add(drop, r->addr, r->len);
+			extent_drop_add(drop, r->addr, r->len);
 			remove_at((size_t)(r - free_ranges));
 		} else {
-			drop_add(drop, r->addr + r->len - cut, cut);
+			extent_drop_add(drop, r->addr + r->len - cut, cut);
 			r->len -= cut;
 			range_bytes -= cut;
 		}
@@ -135,9 +135,8 @@ void extent_put(void *addr, size_t len, size_t live, struct extent_drop *drop)
 {
 	uintptr_t a = (uintptr_t)addr;
 	size_t bound = live > EXTENT_BYTES_MIN ? live : EXTENT_BYTES_MIN;
-	drop->count = 0;
 	if (len > EXTENT_BYTES_MIN / 4) {
-		drop_add(drop, a, len);
+		extent_drop_add(drop, a, len);
 		return;
 	}
 	size_t i = position(a);
@@ -174,7 +173,7 @@ size_t extent_drain(struct extent_drop *drop, size_t max)
 	drop->count = 0;
 	while (range_count && drop->count < max) {
 		bytes += free_ranges[range_count - 1].len;
-		drop_add(drop, free_ranges[range_count - 1].addr, free_ranges[range_count - 1].len);
+		extent_drop_add(drop, free_ranges[range_count - 1].addr, free_ranges[range_count - 1].len);
 		remove_at(range_count - 1);
 	}
 	return bytes;

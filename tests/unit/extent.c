@@ -29,6 +29,7 @@ static void setup(void)
  * mapped. */
 static void put_live(size_t page, size_t pages, size_t live, struct extent_drop *drop)
 {
+	drop->count = 0;
 	large_lock();
 	extent_put(base + page * PAGE, pages * PAGE, live, drop);
 	large_unlock();

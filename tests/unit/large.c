@@ -1,8 +1,9 @@
 /*
  * The LARGE registry: blocks are found by the exact pointer only, freed
  * once, honour big alignments, shrink in place and grow by remapping with
- * their contents (or by copying where mremap cannot), reuse freed ranges,
- * and the hash table keeps finding every block as it grows.
+ * their contents into a growth reserve (or by copying where mremap cannot),
+ * reuse freed ranges without caching pages never touched, and the hash
+ * table keeps finding every block as it grows.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -100,6 +101,38 @@ Test(large, freed_mappings_are_reused_and_zeroed_for_calloc)
 	cr_assert_eq(large_trim(), 0);
 }
 
+/* With nothing cached, a block that outgrows its mapping moves by mremap
+ * into a reserve four times its new size: growing within the reserve keeps
+ * the address, and freeing the block caches the pages it touched but gives
+ * the untouched rest of the reserve straight back. */
+Test(large, growth_reserve_is_used_in_place_and_not_cached)
+{
+	const size_t mib = (size_t)1 << 20;
+	large_trim();
+	char *p = large_alloc(100000, FTM_ALIGN, false);
+	for (size_t i = 0; i < 100000; i++)
+		p[i] = (char)(i * 3);
+	void *moved = NULL;
+	cr_assert(large_realloc(p, mib, &moved));
+	char *q = moved;
+	cr_assert_not_null(q);
+	size_t usable = 0;
+	cr_assert(usable_of(q, &usable));
+	cr_assert_geq(usable, 4 * mib, "the reserve is four times the new size");
+	cr_assert(large_realloc(q, 2 * mib, &moved));
+	cr_assert_eq(moved, q, "growing within the reserve stays in place");
+	for (size_t i = 0; i < 100000; i++)
+		cr_assert_eq(q[i], (char)(i * 3), "byte %zu", i);
+	cr_assert_eq(large_trim(), 0, "nothing was cached on the way");
+	cr_assert(large_free(q));
+	large_lock();
+	size_t cached = extent_cached_bytes();
+	large_unlock();
+	/* the header's 64 bytes push the block into one more page */
+	cr_assert_eq(cached, 2 * mib + 4096, "the pages written are cached, not the reserve");
+	cr_assert_eq(large_trim(), cached);
+}
+
 Test(large, registry_grows)
 {
 	enum { N = 1500 };
@@ -140,7 +173,7 @@ Test(large, grows_when_its_range_spans_two_mappings)
 	cr_assert(other != MAP_FAILED);
 	memset(other, 2, half);
 	cr_assert(mremap(other, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, area + half) == area + half);
-	struct extent_drop drop;
+	struct extent_drop drop = {.count = 0};
 	large_lock();
 	extent_put(area, half, 0, &drop);
 	extent_put(area + half, half, 0, &drop);
