@@ -59,6 +59,7 @@ struct ftm_tcache *tcache_attach(void)
 		bin->count = 0;
 		bin->cap = c->tcache_cap;
 		bin->live = FTM_META_LIVE + c->size;
+		bin->batch = c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH;
 		bin->refilled = bin->frees = bin->misses = bin->flushed = 0;
 	}
 	pthread_mutex_lock(&pool_lock);
@@ -78,7 +79,8 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 	struct ftm_bin *bin = &tc->bins[cls];
 	void **chunk = bin->chunk + bin->count;
 	uint16_t **meta = bin->meta + bin->count;
-	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, ftm_classes[cls].batch);
+	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, bin->batch);
+	bin->batch = 2 * bin->batch < ftm_classes[cls].batch ? 2 * bin->batch : ftm_classes[cls].batch;
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
