@@ -98,8 +98,7 @@ extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
-uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want,
-		   uint16_t cached);
+uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
@@ -157,15 +156,10 @@ static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t st
 	__atomic_store_n(meta_slot(zone, index), state, __ATOMIC_RELAXED);
 }
 
-/* Whether a state says "in some thread's cache" (FTM_META_CACHED + a tag). */
-static inline bool meta_is_cached(uint16_t state)
-{
-	return (state & (FTM_META_LIVE | FTM_META_CACHED)) == FTM_META_CACHED;
-}
-
 /* Moves a chunk from state `seen` to `state` only if no other thread changed
- * it in between: the slow paths (free_checked, realloc in place) settle a
- * race on one chunk at once instead of when a cache takes it out. */
+ * it in between: of two threads freeing the same pointer at once, exactly
+ * one wins, so a racing double free is caught rather than caching the chunk
+ * twice (tests/stress/double_free_race.c). */
 static inline bool meta_replace(struct ftm_zone *zone, uint32_t index, uint16_t seen,
 				uint16_t state)
 {
@@ -182,7 +176,7 @@ struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
 uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
-		      uint32_t want, uint16_t cached);
+		      uint32_t want);
 void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);

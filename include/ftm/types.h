@@ -18,14 +18,9 @@
  * pointer that is not ours without ever dereferencing it.
  *
  * Chunks in a thread cache are free for the program but still counted as
- * handed out by their zone ("used"); their meta says FTM_META_CACHED plus the
- * tag of the cache holding them, which is how show_alloc_mem skips them and
- * how free() catches a double free even when the first free went no further
- * than the thread cache. Two threads that free one chunk at the same instant
- * may both cache it (free stores its state without a locked instruction);
- * the chunk's state then carries the tag of only one of them, and the other
- * finds the mismatch when it takes the chunk out (malloc or flush), reports
- * the double free and drops its copy.
+ * handed out by their zone ("used"); their meta says FTM_META_CACHED, which is
+ * how show_alloc_mem skips them and how free() catches a double free even
+ * when the first free went no further than the thread cache.
  */
 #ifndef FTM_TYPES_H
 #define FTM_TYPES_H
@@ -79,8 +74,7 @@ struct ftm_lock {
  * A free chunk's state is its free-list link: the next free chunk's index
  * + 1, or 0 at the end of the list (and for chunks never carved). */
 #define FTM_META_FREE_MAX 0x3fffu /* up to here: free (value = link) */
-#define FTM_META_CACHED 0x4000u   /* in a thread cache; low bits: the cache's tag */
-#define FTM_META_TAG 0x3fffu      /* tags of live caches are distinct; 0: no cache */
+#define FTM_META_CACHED 0x4000u   /* sitting in some thread's cache */
 #define FTM_META_LIVE 0x8000u     /* owned by the program; low bits: slack */
 #define FTM_META_SLACK 0x3fffu
 
@@ -170,8 +164,7 @@ struct ftm_bin {
 	uint32_t count;      /* chunks cached */
 	uint32_t cap;        /* 0 in the boot/dead caches: every call takes the slow path */
 	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
-	uint16_t batch;      /* chunks the next refill asks for (slow start up to the class's) */
-	uint16_t cached;     /* FTM_META_CACHED + the cache's tag: the state of its chunks */
+	uint32_t batch;      /* chunks the next refill asks for (slow start up to the class's) */
 	uint64_t refilled;   /* chunks that came in from the arena */
 	uint64_t frees;      /* frees of this class by this thread (chunks that came in) */
 	uint64_t misses;     /* mallocs that had to refill */
@@ -190,7 +183,6 @@ struct ftm_tcache {
 	struct ftm_tcache *live_prev;
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
-	uint32_t tag;                         /* distinct among live caches (FTM_META_TAG) */
 };
 
 /* ------------------------------------------------------------------------ */

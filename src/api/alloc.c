@@ -1,15 +1,15 @@
 /*
  * malloc and free: the fast paths, and the one slow path each falls into.
  *
- * malloc(n <= 32 KiB): pop the thread cache's bin for n's class and, if the
- * chunk's state still carries this cache's tag, mark it live with its exact
- * size. free(p): the page map names p's zone; if p is exactly a live chunk
- * and the bin has room, mark it cached with the tag and push.
+ * malloc(n <= 32 KiB): pop the thread cache's bin for n's class and mark the
+ * chunk live with its exact size. free(p): the page map names p's zone; if p
+ * is exactly a live chunk and the bin has room, mark it cached and push.
  * Anything else (empty or full bin, first call of a thread, LARGE, bad
  * pointer) goes to malloc_slow/free_slow, where every rare case lives.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 
 #include "ftm/internal.h"
 
@@ -62,21 +62,6 @@ void *malloc_debug(size_t size, const void *caller)
 	return p;
 }
 
-/* Whether the chunk p just popped from bin (state slot `state`) is still
- * this cache's to hand out. It is not when two threads freed it at the same
- * instant and both cached it: the state carries the tag of the one that
- * stored last (or says live, if that one has handed it out again); the
- * loser reports the double free here and drops its copy. With state NULL,
- * the caller already knows the answer is no. */
-static bool bin_took(struct ftm_bin *bin, void *p, uint16_t *state)
-{
-	if (state && __atomic_load_n(state, __ATOMIC_RELAXED) == bin->cached)
-		return true;
-	bin->flushed++; /* it left the bin without being handed out */
-	report_error("free", "double free", p);
-	return false;
-}
-
 FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 {
 	ftm_ensure_init();
@@ -92,23 +77,13 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 			return NULL;
 	} else {
 		struct ftm_bin *bin = &tc->bins[cls];
-		do {
-			if (!bin->count && !tcache_refill(tc, cls))
-				return NULL;
-			p = bin->chunk[--bin->count];
-		} while (!bin_took(bin, p, bin->meta[bin->count]));
+		if (!bin->count && !tcache_refill(tc, cls))
+			return NULL;
+		p = bin->chunk[--bin->count];
 		bin->misses++;
 	}
 	chunk_set_size(p, size);
 	return p;
-}
-
-/* malloc's fast path popped a chunk that another cache owns now: see
- * bin_took. */
-FTM_COLD static void *malloc_stale(size_t size, struct ftm_bin *bin, void *p, const void *caller)
-{
-	bin_took(bin, p, NULL);
-	return malloc_slow(size, caller);
 }
 
 /* One comparison picks the common case, a size up to 1 KiB whose class is
@@ -127,13 +102,9 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 	uint32_t count = bin->count;
 	if (FTM_LIKELY(count)) {
 		void *p = bin->chunk[--count];
-		uint16_t *state = bin->meta[count];
 		bin->count = count;
-		if (FTM_LIKELY(__atomic_load_n(state, __ATOMIC_RELAXED) == bin->cached)) {
-			__atomic_store_n(state, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
-			return p;
-		}
-		return malloc_stale(size, bin, p, FTM_CALLER);
+		__atomic_store_n(bin->meta[count], (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
+		return p;
 	}
 	return malloc_slow(size, FTM_CALLER);
 }
@@ -169,9 +140,7 @@ bool free_checked(void *p, const char *call)
 	}
 	uint32_t index = zone_check(zone) ? zone_chunk_index(zone, p) : UINT32_MAX;
 	uint16_t meta = index == UINT32_MAX ? 0 : meta_load(zone, index);
-	struct ftm_tcache *tc = (meta & FTM_META_LIVE) ? thread_cache() : NULL;
-	uint16_t cached = tc ? tc->bins[zone->cls].cached : FTM_META_CACHED;
-	if (!(meta & FTM_META_LIVE) || !meta_replace(zone, index, meta, cached)) {
+	if (!(meta & FTM_META_LIVE) || !meta_replace(zone, index, meta, FTM_META_CACHED)) {
 		report_bad_pointer(p, call);
 		return false;
 	}
@@ -179,6 +148,7 @@ bool free_checked(void *p, const char *call)
 		debug_on_free(call, p, zone->size - (meta & FTM_META_SLACK), zone->size, false);
 		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
+	struct ftm_tcache *tc = thread_cache();
 	uint16_t *slot = meta_slot(zone, index);
 	if (!tc) {
 		arena_return(&p, &slot, 1);
@@ -204,18 +174,26 @@ FTM_COLD void free_slow(void *p, const char *call)
 	errno = saved;
 }
 
+/* Moves a live chunk to cached for free's fast path. No other thread can
+ * free it at the same instant while glibc says the process has one thread
+ * (__libc_single_threaded turns false in pthread_create before the new
+ * thread exists), so the compare-and-swap, about 15% of a single-threaded
+ * small-object churn, is only paid once there are two. */
+static inline bool meta_claim(struct ftm_zone *zone, uint32_t index, uint16_t state)
+{
+	if (FTM_LIKELY(__libc_single_threaded)) {
+		meta_store(zone, index, FTM_META_CACHED);
+		return true;
+	}
+	return meta_replace(zone, index, state, FTM_META_CACHED);
+}
+
 /* A pointer is freed here only if its zone's seal is intact (zone_sealed)
- * and it is exactly the start of a live chunk: off is a multiple of the
- * chunk size (an interior, misaligned or header pointer is not) and its
- * state says live. Past the last chunk, the state slot meta[capacity]
- * exists and is never live, so no bound check.
- *
- * The state is stored, not swapped: a locked compare-and-swap here stalled
- * until the store buffer drained, behind the program's own writes to its
- * objects (in w_threads on 8 threads, 60% of free's time sat on it). Two
- * threads freeing one chunk at the same instant may then both cache it; the
- * state keeps the tag of one, and the other catches the double free when
- * it takes the chunk out (bin_took, tcache_flush). */
+ * and it is exactly the start of a live chunk:
+ * off is a multiple of the chunk size (an interior, misaligned or header
+ * pointer is not), its state says live, and this call is the one that moves
+ * it out of live (meta_claim). Past the last chunk, the state slot
+ * meta[capacity] exists and is never live, so no bound check. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
@@ -226,8 +204,8 @@ FTM_EXPORT void ftm_free(void *p)
 		if (FTM_LIKELY(index * zone->size == off)) {
 			uint16_t state = meta_load(zone, (uint32_t)index);
 			uint32_t count = bin->count;
-			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap)) {
-				meta_store(zone, (uint32_t)index, bin->cached);
+			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap &&
+				       meta_claim(zone, (uint32_t)index, state))) {
 				bin->meta[count] = meta_slot(zone, (uint32_t)index);
 				bin->chunk[count] = p;
 				bin->count = count + 1;

@@ -135,7 +135,7 @@ static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
 /* Fills chunk[] and meta[] with up to `want` chunks of class cls and their
  * state slots, marked cached. */
 uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
-		      uint32_t want, uint16_t cached)
+		      uint32_t want)
 {
 	uint32_t got = 0;
 	arena_lock(arena);
@@ -145,7 +145,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint1
 			break;
 		if (zone->used == 0)
 			arena->empty[cls]--;
-		got += zone_take(zone, chunk + got, meta + got, want - got, cached);
+		got += zone_take(zone, chunk + got, meta + got, want - got);
 		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
@@ -197,7 +197,7 @@ void *arena_alloc_one(uint32_t cls)
 {
 	void *chunk;
 	uint16_t *meta;
-	return arena_refill(arena_for_thread(), cls, &chunk, &meta, 1, FTM_META_CACHED) ? chunk : NULL;
+	return arena_refill(arena_for_thread(), cls, &chunk, &meta, 1) ? chunk : NULL;
 }
 
 /* Gives every empty zone kept in reserve back to the OS; returns the bytes

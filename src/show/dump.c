@@ -75,7 +75,7 @@ static void dump_zone(const struct ftm_zone *zone, void *ctx)
 	out_str(o, ",\"states\":\"");
 	for (uint32_t i = 0; i < carved; i++) {
 		uint16_t meta = meta_load(zone, i);
-		bool cached = meta_is_cached(meta), live = meta & FTM_META_LIVE;
+		bool cached = meta == FTM_META_CACHED, live = meta & FTM_META_LIVE;
 		out_str(o, live ? "L" : cached ? "C" : "F");
 		st->cached += cached;
 		st->free += !live && !cached;

@@ -28,11 +28,6 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ftm_tcache *pool;
 static uint32_t pool_count;
 static struct ftm_tcache *live; /* caches of running threads */
-/* Tags of caches (FTM_META_TAG): a cache keeps its tag in the pool, and the
- * tag of an unmapped cache is reused, so live caches never share one. */
-static uint32_t next_tag = 1;
-static uint16_t spare_tags[FTM_META_TAG];
-static uint32_t spare_tag_count;
 
 static void tcache_thread_exit(void *arg);
 
@@ -42,26 +37,7 @@ void tcache_init_geometry(void)
 	pthread_key_create(&exit_key, tcache_thread_exit);
 }
 
-/* A new cache with a tag no live cache has (pool lock held); NULL when
- * none can be mapped or every tag is taken. */
-static struct ftm_tcache *tcache_create(void)
-{
-	uint32_t tag = spare_tag_count ? spare_tags[--spare_tag_count] : next_tag;
-	if (tag > FTM_META_TAG)
-		return NULL;
-	struct ftm_tcache *tc = os_map(tcache_bytes);
-	if (!tc) {
-		if (tag != next_tag)
-			spare_tags[spare_tag_count++] = (uint16_t)tag;
-		return NULL;
-	}
-	if (tag == next_tag)
-		next_tag++;
-	tc->tag = tag;
-	return tc;
-}
-
-/* Gives the calling thread a cache; NULL when none can be had, and the
+/* Gives the calling thread a cache; NULL when none can be mapped, and the
  * thread then works straight on its arena until a later call succeeds. */
 struct ftm_tcache *tcache_attach(void)
 {
@@ -70,11 +46,9 @@ struct ftm_tcache *tcache_attach(void)
 	if (tc) {
 		pool = tc->pool_next;
 		pool_count--;
-	} else {
-		tc = tcache_create();
 	}
 	pthread_mutex_unlock(&pool_lock);
-	if (!tc)
+	if (!tc && !(tc = os_map(tcache_bytes)))
 		return NULL;
 	tc->arena = arena_next();
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
@@ -85,8 +59,7 @@ struct ftm_tcache *tcache_attach(void)
 		bin->count = 0;
 		bin->cap = c->tcache_cap;
 		bin->live = FTM_META_LIVE + c->size;
-		bin->batch = (uint16_t)(c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH);
-		bin->cached = (uint16_t)(FTM_META_CACHED | tc->tag);
+		bin->batch = c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH;
 		bin->refilled = bin->frees = bin->misses = bin->flushed = 0;
 	}
 	pthread_mutex_lock(&pool_lock);
@@ -106,9 +79,8 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 	struct ftm_bin *bin = &tc->bins[cls];
 	void **chunk = bin->chunk + bin->count;
 	uint16_t **meta = bin->meta + bin->count;
-	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, bin->batch, bin->cached);
-	uint32_t next = 2u * bin->batch;
-	bin->batch = (uint16_t)(next < ftm_classes[cls].batch ? next : ftm_classes[cls].batch);
+	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, bin->batch);
+	bin->batch = 2 * bin->batch < ftm_classes[cls].batch ? 2 * bin->batch : ftm_classes[cls].batch;
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
@@ -125,25 +97,14 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 	return got;
 }
 
-/* Returns all but the `keep` most recently cached chunks of a bin. A chunk
- * whose state no longer carries this cache's tag was freed twice at once
- * and taken by another cache (or already handed out again): it is reported
- * and dropped, not returned. */
+/* Returns all but the `keep` most recently cached chunks of a bin. */
 void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
 	if (bin->count <= keep)
 		return;
-	uint32_t out = bin->count - keep, held = 0;
-	for (uint32_t i = 0; i < out; i++) {
-		if (__atomic_load_n(bin->meta[i], __ATOMIC_RELAXED) != bin->cached) {
-			report_error("free", "double free", bin->chunk[i]);
-			continue;
-		}
-		bin->chunk[held] = bin->chunk[i];
-		bin->meta[held++] = bin->meta[i];
-	}
-	arena_return(bin->chunk, bin->meta, held);
+	uint32_t out = bin->count - keep;
+	arena_return(bin->chunk, bin->meta, out);
 	memmove(bin->chunk, bin->chunk + out, keep * sizeof(*bin->chunk));
 	memmove(bin->meta, bin->meta + out, keep * sizeof(*bin->meta));
 	bin->count = keep;
@@ -203,8 +164,6 @@ static void tcache_thread_exit(void *arg)
 		pool = tc;
 		pool_count++;
 		tc = NULL;
-	} else {
-		spare_tags[spare_tag_count++] = (uint16_t)tc->tag;
 	}
 	pthread_mutex_unlock(&pool_lock);
 	if (tc)

@@ -37,7 +37,7 @@ Test(zone, carves_in_order_and_registers)
 
 	void *chunks[10];
 	uint16_t *meta[10];
-	cr_assert_eq(zone_take(zone, chunks, meta, 10, FTM_META_CACHED), 10);
+	cr_assert_eq(zone_take(zone, chunks, meta, 10), 10);
 	for (uint32_t i = 0; i < 10; i++) {
 		cr_assert_eq(meta[i], &zone->meta[i]);
 		cr_assert_eq(chunks[i], zone_chunk(zone, i));
@@ -53,7 +53,7 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(zone->used, 8);
 	void *again[3];
 	uint16_t *again_meta[3];
-	cr_assert_eq(zone_take(zone, again, again_meta, 3, FTM_META_CACHED), 3);
+	cr_assert_eq(zone_take(zone, again, again_meta, 3), 3);
 	cr_assert_eq(again[0], chunks[7], "free list is LIFO");
 	cr_assert_eq(again_meta[0], &zone->meta[7]);
 	cr_assert_eq(again[1], chunks[3]);
@@ -72,9 +72,9 @@ Test(zone, takes_everything_then_stops)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[256];
 	uint16_t *meta[256];
-	cr_assert_eq(zone_take(zone, chunks, meta, 256, FTM_META_CACHED), c->capacity);
+	cr_assert_eq(zone_take(zone, chunks, meta, 256), c->capacity);
 	cr_assert_eq(meta[c->capacity - 1], &zone->meta[c->capacity - 1]);
-	cr_assert_eq(zone_take(zone, chunks, meta, 1, FTM_META_CACHED), 0);
+	cr_assert_eq(zone_take(zone, chunks, meta, 1), 0);
 	zone_destroy(zone);
 }
 
@@ -84,7 +84,7 @@ Test(zone, write_after_free_is_harmless)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[4];
 	uint16_t *meta[4];
-	zone_take(zone, chunks, meta, 4, FTM_META_CACHED);
+	zone_take(zone, chunks, meta, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* the program writes into chunks it freed: the allocator keeps
@@ -93,7 +93,7 @@ Test(zone, write_after_free_is_harmless)
 	memset(chunks[1], 0x41, 64);
 	void *got[3];
 	uint16_t *got_meta[3];
-	cr_assert_eq(zone_take(zone, got, got_meta, 3, FTM_META_CACHED), 3);
+	cr_assert_eq(zone_take(zone, got, got_meta, 3), 3);
 	cr_assert_eq(got[0], chunks[1]);
 	cr_assert_eq(got[1], chunks[0]);
 	cr_assert_eq(got[2], zone_chunk(zone, 4));
@@ -108,14 +108,14 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	void *chunks[4];
 	uint16_t *meta[4];
-	zone_take(zone, chunks, meta, 4, FTM_META_CACHED);
+	zone_take(zone, chunks, meta, 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* an overflow into the state array rewrites chunk 1's link */
 	meta_store(zone, 1, 3000);
 	void *got[4];
 	uint16_t *got_meta[4];
-	uint32_t n = zone_take(zone, got, got_meta, 4, FTM_META_CACHED);
+	uint32_t n = zone_take(zone, got, got_meta, 4);
 	cr_assert_eq(n, 4);
 	cr_assert_eq(got[0], chunks[1], "the head is still good");
 	cr_assert_eq(got[1], zone_chunk(zone, 4),
@@ -173,7 +173,7 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	cr_assert_not_null(zone);
 	void *taken;
 	uint16_t *meta;
-	cr_assert_eq(zone_take(zone, &taken, &meta, 1, FTM_META_CACHED), 1);
+	cr_assert_eq(zone_take(zone, &taken, &meta, 1), 1);
 	char *chunk = taken;
 	memset(chunk, 0x5a, 100);
 	zone_put(zone, (uint32_t)(meta - zone->meta));
