@@ -217,9 +217,12 @@ struct extent_drop {
 void extent_drop_add(struct extent_drop *drop, uintptr_t addr, size_t len);
 void *extent_take(size_t len);
 bool extent_take_at(const void *addr, size_t len);
+/* The cache holds at least this many bytes (see extent.c). */
+#define FTM_EXTENT_BYTES_MIN ((size_t)64 << 20)
 /* live: bytes of the LARGE blocks now mapped, which sets the byte bound;
- * what goes back to the OS is appended to *drop (which may hold one range already) */
-void extent_put(void *addr, size_t len, size_t live, struct extent_drop *drop);
+ * now: os_now_ns(), against which idle ranges decay; what goes back to the
+ * OS is appended to *drop (which may hold one range already) */
+void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent_drop *drop);
 size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);
 
@@ -303,6 +306,7 @@ enum ftm_option_id {
 	FTM_OPT_DUMP_SIGNAL,    /* signal number that writes the JSON dump */
 	FTM_OPT_SHOW_FULL,      /* show_alloc_mem_ex dumps whole blocks */
 	FTM_OPT_CALLERS,        /* record each block's call site for the leak report */
+	FTM_OPT_DECAY_MS,       /* freed LARGE ranges idle this long go back to the OS */
 	FTM_OPT_COUNT
 };
 extern long ftm_options[FTM_OPT_COUNT];

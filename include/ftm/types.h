@@ -205,8 +205,9 @@ struct ftm_large {
 /* A freed LARGE address range, pages still mapped, kept for reuse
  * (large/extent.c). */
 struct ftm_extent {
-	uintptr_t addr; /* page aligned */
-	size_t len;     /* whole pages */
+	uintptr_t addr;    /* page aligned */
+	size_t len;        /* whole pages */
+	uint64_t freed_at; /* when a block last went into it (os_now_ns) */
 };
 
 /* ------------------------------------------------------------------------ */

@@ -143,7 +143,7 @@ static void range_free(char *addr, size_t len, size_t warm, struct extent_drop *
 	if (warm < len)
 		extent_drop_add(drop, (uintptr_t)addr + warm, len - warm);
 	if (warm)
-		extent_put(addr, warm, reg.bytes_mapped, drop);
+		extent_put(addr, warm, reg.bytes_mapped, os_now_ns(), drop);
 }
 
 /* The program may have written h's block up to `end` bytes into the mapping. */

@@ -201,6 +201,15 @@ static void child_stats(void)
 	malloc_trim(0);
 }
 
+/* Two LARGE blocks of 1 MiB freed: their ranges stay cached unless
+ * FT_MALLOC_DECAY_MS lets them go at once. */
+static void child_decay(void)
+{
+	void *a = malloc(1 << 20), *b = malloc(1 << 20);
+	free(opaque(a));
+	free(opaque(b));
+}
+
 /* A double free, a leaked block, then (with FT_MALLOC_GUARD) an overflow:
  * three kinds of output for FT_MALLOC_OUTPUT. */
 static void child_output(void)
@@ -284,6 +293,8 @@ __attribute__((constructor)) static void debug_child(void)
 		child_stats();
 	else if (!strcmp(mode, "output"))
 		child_output();
+	else if (!strcmp(mode, "decay"))
+		child_decay();
 	else if (!strcmp(mode, "dump"))
 		child_dump();
 	else if (!strcmp(mode, "quiet"))
@@ -681,6 +692,28 @@ Test(debug_stats, counters_add_up)
 	cr_assert(maps >= sum_zones + 3, "mmap calls %lu for %lu zones and 3 LARGE blocks", maps, sum_zones);
 	cr_assert(unmaps >= 1, "munmap calls: a 20 MiB block was freed\n%s", ERR(&c));
 	child_free(&c);
+}
+
+/* The "bytes cached" of FT_MALLOC_STATS's total line after child_decay. */
+static unsigned long cached_after_decay(const char *decay_ms)
+{
+	const char *opts[] = {"FT_MALLOC_STATS=1", decay_ms, NULL};
+	struct child c;
+	run_child("decay", opts, &c);
+	assert_exit0(&c, "decay");
+	const char *at = strstr(ERR(&c), " bytes mapped, ");
+	unsigned long cached = ~0ul;
+	cr_assert(at && sscanf(at, " bytes mapped, %lu bytes cached", &cached) == 1, "%s", ERR(&c));
+	child_free(&c);
+	return cached;
+}
+
+/* Freed LARGE ranges stay cached by default; FT_MALLOC_DECAY_MS=0 gives
+ * them back to the OS at once. */
+Test(debug_stats, decay_ms_zero_caches_nothing)
+{
+	cr_assert_geq(cached_after_decay(NULL), 2ul << 20, "two 1 MiB blocks cached");
+	cr_assert_eq(cached_after_decay("FT_MALLOC_DECAY_MS=0"), 0);
 }
 
 /* ======================================================================== */

@@ -2,10 +2,12 @@
  * The extent cache of freed LARGE ranges (src/large/extent.c): ranges merge
  * with free neighbours on both sides, a request takes the front of the
  * smallest range that fits and leaves the rest cached, a range right after
- * a block can be taken in place (realloc growth), and the cache stays
- * within its bounds (128 ranges; 32 MiB or the live LARGE bytes, whichever
- * is more), handing back exactly what it lets go of. The ranges are carved from one reserved mapping, so adjacency is
- * under the test's control; nothing here is unmapped by the cache itself.
+ * a block can be taken in place (realloc growth), the cache stays within
+ * its bounds (128 ranges; FTM_EXTENT_BYTES_MIN or the live LARGE bytes,
+ * whichever is more), handing back exactly what it lets go of, and a range
+ * left idle for FT_MALLOC_DECAY_MS goes back. The ranges are carved from
+ * one reserved mapping, so adjacency is under the test's control; nothing
+ * here is unmapped by the cache itself. The clock is the test's own.
  */
 #include <criterion/criterion.h>
 #include <sys/mman.h>
@@ -13,7 +15,9 @@
 #include "ftm/internal.h"
 
 #define PAGE 4096
-#define ARENA_BYTES ((size_t)256 << 20)
+#define ARENA_BYTES ((size_t)512 << 20)
+#define FLOOR FTM_EXTENT_BYTES_MIN
+#define MS ((uint64_t)1000000)
 
 static char *base;
 
@@ -25,14 +29,19 @@ static void setup(void)
 	cr_assert(base != MAP_FAILED);
 }
 
-/* Caches pages [page, page + pages) while `live` bytes of LARGE blocks are
- * mapped. */
-static void put_live(size_t page, size_t pages, size_t live, struct extent_drop *drop)
+/* Caches pages [page, page + pages) at time `now` while `live` bytes of
+ * LARGE blocks are mapped. */
+static void put_at(size_t page, size_t pages, size_t live, uint64_t now, struct extent_drop *drop)
 {
 	drop->count = 0;
 	large_lock();
-	extent_put(base + page * PAGE, pages * PAGE, live, drop);
+	extent_put(base + page * PAGE, pages * PAGE, live, now, drop);
 	large_unlock();
+}
+
+static void put_live(size_t page, size_t pages, size_t live, struct extent_drop *drop)
+{
+	put_at(page, pages, live, 0, drop);
 }
 
 static void put(size_t page, size_t pages, struct extent_drop *drop)
@@ -122,8 +131,9 @@ Test(extent, bounded_in_ranges_and_bytes)
 	cr_assert_eq(drop.range[0].len, PAGE, "the smallest range goes");
 	cr_assert_eq(cached(), 129 * PAGE);
 	forget_all();
-	/* bytes: 8 MiB ranges up to 32 MiB; a 4 MiB fifth, the smallest, goes */
-	size_t chunk = ((size_t)8 << 20) / PAGE;
+	/* bytes: four ranges of a quarter of the floor fill it; a fifth of an
+	 * eighth, the smallest, goes */
+	size_t chunk = FLOOR / 4 / PAGE;
 	for (size_t i = 0; i < 4; i++) {
 		put(10000 + i * (chunk + 1), chunk, &drop);
 		cr_assert_eq(drop.count, 0);
@@ -132,7 +142,7 @@ Test(extent, bounded_in_ranges_and_bytes)
 	cr_assert_eq(drop.count, 1);
 	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 60000 * PAGE));
 	cr_assert_eq(drop.range[0].len, chunk / 2 * PAGE, "exactly the excess goes back");
-	cr_assert_eq(cached(), (size_t)32 << 20);
+	cr_assert_eq(cached(), FLOOR);
 	/* a range over a quarter of the bound is never cached */
 	put(80000, chunk + 1, &drop);
 	cr_assert_eq(drop.count, 1);
@@ -140,13 +150,14 @@ Test(extent, bounded_in_ranges_and_bytes)
 	forget_all();
 }
 
-/* With 48 MiB of LARGE blocks live, the cache may hold 48 MiB; when they
- * are freed, the next put brings it back down to 32 MiB. */
+/* With 1.5 times the floor in LARGE blocks live, the cache may hold as
+ * much; when they are freed, the next put brings it back down to the
+ * floor. */
 Test(extent, byte_bound_follows_the_live_bytes)
 {
 	struct extent_drop drop;
-	size_t chunk = ((size_t)8 << 20) / PAGE;
-	size_t live = (size_t)48 << 20;
+	size_t chunk = FLOOR / 4 / PAGE;
+	size_t live = FLOOR + FLOOR / 2;
 	for (size_t i = 0; i < 6; i++) {
 		put_live(10000 + i * (chunk + 1), chunk, live, &drop);
 		cr_assert_eq(drop.count, 0, "range %zu fits under the live bytes", i);
@@ -157,12 +168,36 @@ Test(extent, byte_bound_follows_the_live_bytes)
 	cr_assert_eq(drop.range[0].len, PAGE, "one page over: exactly one page goes");
 	cr_assert_eq(cached(), live);
 	put_live(71000, 1, 0, &drop);
-	cr_assert_eq(cached(), (size_t)32 << 20, "nothing live: back to the floor");
-	cr_assert_eq(drop.count, 3, "the new page, then two whole 8 MiB ranges");
+	cr_assert_eq(cached(), FLOOR, "nothing live: back to the floor");
+	cr_assert_eq(drop.count, 3, "the new page, then two whole ranges");
 	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 71000 * PAGE), "smallest first");
 	size_t dropped = 0;
 	for (size_t i = 0; i < drop.count; i++)
 		dropped += drop.range[i].len;
-	cr_assert_eq(dropped, ((size_t)16 << 20) + PAGE, "the excess is handed back");
+	cr_assert_eq(dropped, FLOOR / 2 + PAGE, "the excess is handed back");
+	forget_all();
+}
+
+/* A range nothing went into for the decay time goes back at the next put;
+ * a range that takes in a freed block starts its wait again. */
+Test(extent, idle_ranges_decay)
+{
+	struct extent_drop drop;
+	uint64_t wait = (uint64_t)ftm_options[FTM_OPT_DECAY_MS] * MS, t0 = 1000 * MS;
+	cr_assert_gt(wait, 0);
+	put_at(100, 4, 0, t0, &drop);
+	put_at(200, 4, 0, t0 + wait / 2, &drop);
+	put_at(204, 1, 0, t0 + wait - 1, &drop);
+	cr_assert_eq(drop.count, 0, "nothing has been idle for the whole wait");
+	put_at(300, 1, 0, t0 + wait, &drop);
+	cr_assert_eq(drop.count, 1, "the first range has");
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 100 * PAGE));
+	cr_assert_eq(drop.range[0].len, 4 * PAGE);
+	cr_assert_eq(cached(), 6 * PAGE);
+	put_at(400, 1, 0, t0 + 2 * wait - 1, &drop);
+	cr_assert_eq(drop.count, 1, "the merged range waited from its last put");
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 200 * PAGE));
+	cr_assert_eq(drop.range[0].len, 5 * PAGE);
+	cr_assert_eq(cached(), 2 * PAGE);
 	forget_all();
 }

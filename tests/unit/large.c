@@ -175,8 +175,8 @@ Test(large, grows_when_its_range_spans_two_mappings)
 	cr_assert(mremap(other, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, area + half) == area + half);
 	struct extent_drop drop = {.count = 0};
 	large_lock();
-	extent_put(area, half, 0, &drop);
-	extent_put(area + half, half, 0, &drop);
+	extent_put(area, half, 0, os_now_ns(), &drop);
+	extent_put(area + half, half, 0, os_now_ns(), &drop);
 	large_unlock();
 
 	size_t first = half + half / 2;
