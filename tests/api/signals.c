@@ -47,6 +47,13 @@ static const size_t sizes[] = {8, 24, 100, 512, 700, 3000, 20000, 40000, 200000}
 static volatile sig_atomic_t handled;
 static volatile int workers_done;
 static pthread_t workers[WORKERS];
+/* Each worker's result, noted by the main thread after the joins: two
+ * workers writing their notes at the same moment lost or interleaved them
+ * (about one run in 30). */
+static struct {
+	uint64_t bad;
+	bool busy;
+} results[WORKERS];
 static unsigned char handler_scratch[4096];
 
 /* The program's handler: work that touches no allocator state. */
@@ -96,9 +103,8 @@ static void *worker(void *arg)
 				bad += slots[k].p[i] != pattern(slots[k].seed, i);
 			free(slots[k].p);
 		}
-	note("worker bad ");
-	note_dec(bad);
-	note(steps > ROUNDS ? " busy\n" : " idle\n");
+	results[id].bad = bad;
+	results[id].busy = steps > ROUNDS;
 	return NULL;
 }
 
@@ -141,8 +147,12 @@ static void child_signals(void)
 			sched_yield();
 	}
 	__atomic_store_n(&workers_done, 1, __ATOMIC_RELEASE);
-	for (int i = 0; i < WORKERS; i++)
+	for (int i = 0; i < WORKERS; i++) {
 		pthread_join(workers[i], NULL);
+		note("worker bad ");
+		note_dec(results[i].bad);
+		note(results[i].busy ? " busy\n" : " idle\n");
+	}
 	note("handled ");
 	note_dec((uint64_t)handled);
 	note("\n");
