@@ -141,7 +141,8 @@ static size_t position(uintptr_t a)
 /* While *drop has room, the ranges idle for the decay time go. */
 static void decay(uint64_t now, struct extent_drop *drop)
 {
-	uint64_t idle = (uint64_t)ftm_options[FTM_OPT_DECAY_MS] * 1000000u;
+	uint64_t ms = (uint64_t)ftm_options[FTM_OPT_DECAY_MS];
+	uint64_t idle = ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u;
 	for (size_t i = 0; i < range_count && drop->count < sizeof(drop->range) / sizeof(drop->range[0]);)
 		if (now - free_ranges[i].freed_at >= idle) {
 			extent_drop_add(drop, free_ranges[i].addr, free_ranges[i].len);
