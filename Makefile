@@ -32,7 +32,7 @@ API_BIN    := $(patsubst tests/api/%.c,$(BUILD)/tests/api_%,$(wildcard tests/api
 STRESS_BIN := $(patsubst tests/stress/%.c,$(BUILD)/tests/stress_%,$(wildcard tests/stress/*.c))
 DEMO_BIN   := $(BUILD)/demo
 
-.PHONY: all clean fclean re test demo tests-build bench
+.PHONY: all clean fclean re test demo tests-build bench bench-scaling
 
 all: $(LINK)
 
@@ -89,6 +89,14 @@ test:
 # side (BENCH_QUICK=1 for a short run); results in bench/results/.
 bench: $(LINK)
 	bash scripts/bench.sh
+
+# Thread scaling, 1 to 16 threads, into bench/results/scaling.*: for a machine
+# with 16 cores. Without network, carry the folder scripts/bench-pack.sh
+# fills (bench/peers) and it is used instead of installing anything.
+bench-scaling: $(LINK)
+	BENCH_NAME=scaling BENCH_THREADS="1 2 4 8 16" \
+	BENCH_WORKLOADS="mixed threads prodcons larson thread_churn" \
+	$(if $(wildcard bench/peers/VERSIONS),BENCH_LIBDIR=bench/peers) bash scripts/bench.sh
 
 clean:
 	rm -rf $(BUILD) bench/build

@@ -12,6 +12,14 @@
 #   BENCH_ALLOCATORS=... space-separated subset of
 #                        "glibc jemalloc tcmalloc mimalloc ft_malloc"
 #   BENCH_WORKLOADS=...  space-separated subset of the workload names
+#   BENCH_THREADS="1 2 4 8 16"
+#                        thread counts of the multithreaded workloads, in place
+#                        of 1, N and 4N (the single-thread ones keep 1)
+#   BENCH_NAME=NAME      results file name (default latest): scaling runs
+#                        keep their own table beside the main one
+#   BENCH_LIBDIR=DIR     a machine without network: take the peers' libraries
+#                        from DIR, and hyperfine and GNU time from DIR/bin,
+#                        install nothing (scripts/bench-pack.sh fills DIR)
 #   CC                   compiler for the workloads (default cc)
 #
 # For each workload and thread count (1, the number of cores, 4x that):
@@ -29,8 +37,9 @@
 # a timeout (the limit only stops hung or pathological runs).  Medians,
 # ratios and geometric means are computed at the end (python3, below).
 #
-# Output: bench/results/latest.json (every raw number), latest.md (tables),
-# latest.svg (chart).  Scratch files go to bench/build/ (not versioned).
+# Output: bench/results/NAME.json (every raw number), NAME.md (tables),
+# NAME.svg (chart), NAME being BENCH_NAME (latest).  Scratch files go to
+# bench/build/ (not versioned).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +50,9 @@ if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-3}; else RUNS=${BENCH_RUNS:-5}; fi
 SEED=${BENCH_SEED:-42}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc jemalloc tcmalloc mimalloc ft_malloc}"
 CC=${CC:-cc}
+NAME=${BENCH_NAME:-latest}
+LIBDIR=${BENCH_LIBDIR:-}
+TIME=/usr/bin/time
 BUILD=bench/build
 RAW=$BUILD/raw
 OUT=bench/results
@@ -67,19 +79,28 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "bench.sh: $*"; exit 1; }
 
 # ---- dependencies -----------------------------------------------------------
-if [ -f scripts/deps.sh ]; then
+if [ -n "$LIBDIR" ]; then
+	LIBDIR=$(cd "$LIBDIR" && pwd) || die "BENCH_LIBDIR: no such directory"
+	PATH=$LIBDIR/bin:$PATH
+	[ -x "$LIBDIR/bin/time" ] && TIME=$LIBDIR/bin/time
+elif [ -f scripts/deps.sh ]; then
 	bash scripts/deps.sh bench
 fi
 for tool in hyperfine python3 timeout; do
 	command -v "$tool" >/dev/null || die "$tool is missing (bash scripts/deps.sh bench)"
 done
-[ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package: time)"
+[ -x "$TIME" ] || die "$TIME is missing (Debian package: time)"
 
-# Path of a shared library: from its Debian package's file list, else a glob
-# over the usual library directories (any architecture).
+# Path of a shared library: from BENCH_LIBDIR when set, else from its Debian
+# package's file list, else a glob over the usual library directories (any
+# architecture).
 find_lib() {
 	local soname=$1 pkg f
 	shift
+	if [ -n "$LIBDIR" ]; then
+		[ -e "$LIBDIR/$soname" ] && echo "$LIBDIR/$soname"
+		return
+	fi
 	for pkg in "$@"; do
 		f=$(dpkg -L "$pkg" 2>/dev/null | grep -m1 "/$soname\$" || true)
 		if [ -n "$f" ] && [ -e "$f" ]; then
@@ -147,6 +168,9 @@ for spec in "${WORKLOADS[@]}"; do
 	if [ "$QUICK" = 1 ]; then iters=$quick; else iters=$full; fi
 	prog=$ROOT/$BUILD/w_$wl
 	threads_seen=" "
+	if [ -n "${BENCH_THREADS:-}" ] && [ "$tlist" != 1 ]; then
+		tlist=$BENCH_THREADS
+	fi
 	for t in ${tlist//,/ }; do
 		case $t in
 		N) t=$NPROC ;;
@@ -164,7 +188,7 @@ for spec in "${WORKLOADS[@]}"; do
 		for a in "${ALLOCATORS[@]}"; do
 			set_cmd "$a" "$limit"
 			rc=0
-			/usr/bin/time -f "$TIMEFMT" -o "$RAW/$case_id.$a.check" \
+			"$TIME" -f "$TIMEFMT" -o "$RAW/$case_id.$a.check" \
 				"${CMD[@]}" >"$RAW/$case_id.$a.out" 2>"$RAW/$case_id.$a.err" || rc=$?
 			out=$(cat "$RAW/$case_id.$a.out")
 			status=ok
@@ -210,7 +234,7 @@ for spec in "${WORKLOADS[@]}"; do
 			for ((k = 0; k < n; k++)); do
 				a=${ok[$(((k + r + ncase) % n))]}
 				set_cmd "$a" "$limit"
-				hf+=(-n "$a" "/usr/bin/time -f '$TIMEFMT' -a -o $RAW/$case_id.$a.time ${CMD[*]}")
+				hf+=(-n "$a" "$TIME -f '$TIMEFMT' -a -o $RAW/$case_id.$a.time ${CMD[*]}")
 			done
 			"${hf[@]}" >/dev/null 2>"$RAW/$case_id.r$r.log" ||
 				die "hyperfine failed on $case_id (see $RAW/$case_id.r$r.log)"
@@ -232,8 +256,13 @@ for a in "${ALLOCATORS[@]}"; do
 	case $a in
 	glibc) v=$(ldd --version 2>/dev/null | head -n 1 | awk '{print $NF}') ;;
 	ft_malloc) v=$(git describe --always --dirty 2>/dev/null || echo "working tree") ;;
-	*) v=$(dpkg-query -W -f '${Version}' "$(dpkg -S "${LIB[$a]}" 2>/dev/null |
-		head -n 1 | cut -d: -f1)" 2>/dev/null || echo "?") ;;
+	*) if [ -n "$LIBDIR" ]; then
+		v=$(sed -n "s/^$a //p" "$LIBDIR/VERSIONS" 2>/dev/null)
+	else
+		v=$(dpkg-query -W -f '${Version}' "$(dpkg -S "${LIB[$a]}" 2>/dev/null |
+			head -n 1 | cut -d: -f1)" 2>/dev/null)
+	fi
+	v=${v:-?} ;;
 	esac
 	versions+="$a $v;"
 done
@@ -253,10 +282,10 @@ export BENCH_META_DATE BENCH_META_HOST BENCH_META_CPU BENCH_META_NPROC \
 	BENCH_META_RUNS BENCH_META_QUICK BENCH_META_SEED BENCH_META_KERNEL \
 	BENCH_META_VERSIONS BENCH_META_ALLOCATORS BENCH_META_ELAPSED
 
-python3 - "$RAW" "$OUT" <<'PY'
+python3 - "$RAW" "$OUT" "$NAME" <<'PY'
 import json, math, os, re, shutil, subprocess, sys
 
-raw, out = sys.argv[1], sys.argv[2]
+raw, out, name = sys.argv[1], sys.argv[2], sys.argv[3]
 env = os.environ
 allocs = env["BENCH_META_ALLOCATORS"].split()
 ours = "ft_malloc"
@@ -349,7 +378,7 @@ meta = {k[len("BENCH_META_"):].lower(): v for k, v in env.items()
 meta["versions"] = dict(x.split(" ", 1) for x in meta["versions"].split(";") if x)
 meta["allocators"] = allocs
 json.dump({"meta": meta, "cases": cases, "geomean": geo},
-          open(os.path.join(out, "latest.json"), "w"), indent=1)
+          open(os.path.join(out, name + ".json"), "w"), indent=1)
 
 # ---- Markdown ----
 def cell(d, key, scale, fmt):
@@ -399,6 +428,27 @@ for title, m, key, scale, fmt in tables:
                        else f" ({g['cases']}/{len(cases)} cases)"))
         md.append("| " + " | ".join(row) + " |")
     md.append("")
+# Speed-up of each allocator over its own time at the workload's fewest
+# threads: ITERS is the same total work at every thread count, so on C cores
+# the ideal is min(T, C) / min(T0, C).
+workloads = {}
+for c in cases:
+    workloads.setdefault(c["workload"], []).append(c)
+scaled = {w: sorted(cs, key=lambda c: c["threads"]) for w, cs in workloads.items()
+          if len(cs) > 1}
+if scaled:
+    md.append("## Scaling: wall time at the fewest threads / wall time\n")
+    md.append("| workload | threads | " + " | ".join(allocs) + " |")
+    md.append("|---|---|" + "---:|" * len(allocs))
+    for w, cs in scaled.items():
+        for c in cs:
+            row = [w, str(c["threads"])]
+            for a in allocs:
+                d0, d = cs[0]["allocators"].get(a), c["allocators"].get(a)
+                ok = d0 and d and d0["median_wall_s"] and d["median_wall_s"]
+                row.append(f"{d0['median_wall_s'] / d['median_wall_s']:.2f}" if ok else "-")
+            md.append("| " + " | ".join(row) + " |")
+    md.append("")
 fails = [(c["case"], a, d) for c in cases for a, d in c["allocators"].items()
          if d["status"] != "ok"]
 if fails:
@@ -406,8 +456,8 @@ if fails:
     for cid, a, d in fails:
         md.append(f"- {a} on {cid}: {d['status']} ({d['detail']}): `{d['command']}`")
     md.append("")
-md.append("![wall time and peak RSS relative to glibc](latest.svg)\n")
-open(os.path.join(out, "latest.md"), "w").write("\n".join(md))
+md.append(f"![wall time and peak RSS relative to glibc]({name}.svg)\n")
+open(os.path.join(out, name + ".md"), "w").write("\n".join(md))
 
 # ---- chart (gnuplot): time and RSS normalized to glibc, log scale ----
 gp = shutil.which("gnuplot")
@@ -443,7 +493,7 @@ if gp:
     plot = ", ".join(plots)
     script = f"""
 set terminal svg size {width},760 dynamic noenhanced font 'sans,11' background '#ffffff'
-set output '{os.path.join(out, 'latest.svg')}'
+set output '{os.path.join(out, name + '.svg')}'
 set datafile missing '?'
 set style data histograms
 set style histogram clustered gap 1
@@ -472,4 +522,4 @@ else:
 
 print("\n".join(md))
 PY
-log "results: $OUT/latest.md, $OUT/latest.json, $OUT/latest.svg"
+log "results: $OUT/$NAME.md, $OUT/$NAME.json, $OUT/$NAME.svg"
