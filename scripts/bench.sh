@@ -62,6 +62,8 @@ LIMIT_FACTOR=50		# others get LIMIT_FACTOR times the reference's time...
 MIN_LIMIT=30		# ...but at least MIN_LIMIT seconds
 
 # Workloads: name, thread counts, ITERS for a full run, ITERS for a quick run.
+# bench/w_NAME.c is built; bench/p_NAME.* is a script run by a real
+# interpreter (Perl, CPython), preloaded like the C programs.
 # Thread counts: 1 = one thread, N = cores, 4N = four threads per core.
 # Iteration counts give roughly 0.5-1.5 s per run under glibc on a 2-core
 # machine (quick: about 8 times less).
@@ -73,6 +75,8 @@ WORKLOADS=(
 	"larson       1,N,4N  8000000  750000"
 	"realloc      1       800000   100000"
 	"thread_churn 1,N,4N  2000     250"
+	"perl         1       30000    5000"
+	"python       1       1200     200"
 )
 
 log() { printf '%s\n' "$*" >&2; }
@@ -167,6 +171,9 @@ for spec in "${WORKLOADS[@]}"; do
 	fi
 	if [ "$QUICK" = 1 ]; then iters=$quick; else iters=$full; fi
 	prog=$ROOT/$BUILD/w_$wl
+	for script in "$ROOT"/bench/p_"$wl".*; do
+		[ -x "$script" ] && prog=$script
+	done
 	threads_seen=" "
 	if [ -n "${BENCH_THREADS:-}" ] && [ "$tlist" != 1 ]; then
 		tlist=$BENCH_THREADS
