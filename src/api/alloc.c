@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 
 #include "ftm/internal.h"
 

@@ -39,7 +39,7 @@ struct ftm_arena *arena_for_thread(void)
 
 void arena_lock(struct ftm_arena *arena)
 {
-	if (!lock_try(&arena->lock)) {
+	if (!lock_take_alone(&arena->lock) && !lock_try(&arena->lock)) {
 		lock_wait(&arena->lock);
 		arena->stats.contended++;
 	}

@@ -3,9 +3,14 @@
  * when nobody waits; a held lock refuses lock_try; a thread that finds it
  * held ends up asleep with the state at 2 and is woken by the release; and
  * eight threads incrementing a plain counter under it lose no increment.
+ * A process with one thread takes it with plain stores, and stops doing so
+ * for good once it has had a second thread.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ftm/internal.h"
 
@@ -18,6 +23,69 @@ Test(lock, uncontended_states)
 	lock_give(&lock);
 	cr_assert_eq(lock.state, 0);
 	cr_assert(lock_try(&lock));
+	lock_give(&lock);
+	cr_assert_eq(lock.state, 0);
+}
+
+/* One thread: the lock is taken and given back with plain stores (see
+ * lock_take_alone); a held lock still refuses, as it must for a signal
+ * handler that interrupts its holder. Criterion's own threads make every
+ * test process multithreaded, so this runs in a child of its own, from a
+ * constructor, before anything could start a thread; its exit status names
+ * the first check that failed. */
+static int alone_checks(void)
+{
+	struct ftm_lock lock = {0};
+	if (!__libc_single_threaded)
+		return 1;
+	if (!lock_take_alone(&lock) || lock.state != 1)
+		return 2;
+	if (lock_take_alone(&lock) || lock_try(&lock))
+		return 3;
+	lock_give(&lock);
+	return lock.state == 0 ? 0 : 4;
+}
+
+__attribute__((constructor)) static void alone_child(void)
+{
+	if (getenv("FTM_TEST_LOCK_ALONE"))
+		_exit(alone_checks());
+}
+
+Test(lock, one_thread_takes_without_atomics)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char *argv[] = {"unit_lock", NULL};
+		char *envp[] = {"FTM_TEST_LOCK_ALONE=1", NULL};
+		execve("/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "check %d failed (1: not single-threaded, "
+		     "2: free lock not taken, 3: held lock taken, 4: not given back)",
+		     WEXITSTATUS(status));
+}
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+/* Once a second thread has existed, every take is atomic again, for good. */
+Test(lock, no_plain_take_after_a_thread)
+{
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, nothing, NULL), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	struct ftm_lock lock = {0};
+	cr_assert_not(lock_take_alone(&lock));
+	cr_assert_eq(lock.state, 0, "refused without touching the lock");
+	lock_take(&lock);
+	cr_assert_eq(lock.state, 1);
 	lock_give(&lock);
 	cr_assert_eq(lock.state, 0);
 }
