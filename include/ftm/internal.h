@@ -172,7 +172,8 @@ static inline bool meta_replace(struct ftm_zone *zone, uint32_t index, uint16_t 
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 extern uint32_t ftm_arena_count;
 void arena_init_all(uint32_t count);
-struct ftm_arena *arena_next(void);
+struct ftm_arena *arena_bind(void);
+void arena_unbind(struct ftm_arena *arena);
 struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
@@ -184,7 +185,7 @@ size_t arena_trim(void);
 void arena_lock_all(void);
 bool arena_trylock_all(void);
 void arena_unlock_all(void);
-void arena_reinit_locks(void);
+void arena_reinit_after_fork(struct ftm_arena *mine);
 
 /* ---- tcache/tcache.c ----------------------------------------------------- */
 extern __thread struct ftm_tcache *ftm_tls_tcache;

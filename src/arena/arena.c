@@ -1,6 +1,6 @@
 /*
  * Arenas: each owns the TINY and SMALL zones it created, behind one mutex.
- * Threads are bound to an arena round-robin on their first allocation; the
+ * Threads are bound to the least busy arena on their first allocation; the
  * thread cache is the only regular caller, moving chunks in batches
  * (arena_refill, arena_return), so the lock is taken once per batch.
  *
@@ -13,7 +13,6 @@
 
 struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 uint32_t ftm_arena_count = 1;
-static uint32_t next_arena;
 
 void arena_init_all(uint32_t count)
 {
@@ -24,10 +23,28 @@ void arena_init_all(uint32_t count)
 	}
 }
 
-struct ftm_arena *arena_next(void)
+/* A new thread goes to the arena with the fewest threads bound now, the
+ * lowest index on a tie: threads that run one after the other (a worker per
+ * task) keep using the same few arenas and their zones, and threads that
+ * run at once spread over all of them. Two threads starting together may
+ * both pick the same arena; that only makes it one thread busier. */
+struct ftm_arena *arena_bind(void)
 {
-	uint32_t i = __atomic_fetch_add(&next_arena, 1, __ATOMIC_RELAXED);
-	return &ftm_arenas[i % ftm_arena_count];
+	uint32_t best = 0, least = UINT32_MAX;
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
+		uint32_t n = __atomic_load_n(&ftm_arenas[i].threads, __ATOMIC_RELAXED);
+		if (n < least) {
+			least = n;
+			best = i;
+		}
+	}
+	__atomic_fetch_add(&ftm_arenas[best].threads, 1, __ATOMIC_RELAXED);
+	return &ftm_arenas[best];
+}
+
+void arena_unbind(struct ftm_arena *arena)
+{
+	__atomic_fetch_sub(&arena->threads, 1, __ATOMIC_RELAXED);
 }
 
 /* For threads without a cache (exited, or the cache could not be mapped). */
@@ -248,8 +265,12 @@ void arena_unlock_all(void)
 		lock_give(&ftm_arenas[i].lock);
 }
 
-void arena_reinit_locks(void)
+/* The child of a fork has one thread, bound to `mine` (NULL when it has no
+ * cache): the bindings of its parent's other threads are forgotten. */
+void arena_reinit_after_fork(struct ftm_arena *mine)
 {
-	for (uint32_t i = 0; i < ftm_arena_count; i++)
+	for (uint32_t i = 0; i < ftm_arena_count; i++) {
 		ftm_arenas[i].lock = (struct ftm_lock){0};
+		ftm_arenas[i].threads = &ftm_arenas[i] == mine;
+	}
 }

@@ -38,7 +38,9 @@ static void fork_child(void)
 {
 	callsite_reinit_lock();
 	tcache_reinit_pool_lock();
-	arena_reinit_locks();
+	struct ftm_tcache *tc = ftm_tls_tcache;
+	bool cached = tc != &ftm_tcache_boot && tc != &ftm_tcache_dead;
+	arena_reinit_after_fork(cached ? tc->arena : NULL);
 	large_reinit_lock();
 }
 

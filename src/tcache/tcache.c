@@ -50,7 +50,7 @@ struct ftm_tcache *tcache_attach(void)
 	pthread_mutex_unlock(&pool_lock);
 	if (!tc && !(tc = os_map(tcache_bytes)))
 		return NULL;
-	tc->arena = arena_next();
+	tc->arena = arena_bind();
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
 		struct ftm_bin *bin = &tc->bins[cls];
@@ -151,6 +151,7 @@ static void tcache_thread_exit(void *arg)
 	arena_lock(tc->arena);
 	tcache_merge_stats(tc, tc->arena->by_class);
 	arena_unlock(tc->arena);
+	arena_unbind(tc->arena);
 	ftm_tls_tcache = &ftm_tcache_dead;
 	pthread_mutex_lock(&pool_lock);
 	if (tc->live_prev)

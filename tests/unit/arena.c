@@ -1,0 +1,86 @@
+/*
+ * Binding threads to arenas (src/arena/arena.c): a new thread takes the
+ * arena with the fewest threads bound, the lowest index on a tie; a thread
+ * that exits gives its place back; a real thread's cache is bound on its
+ * first malloc and unbound when the thread ends; the child of a fork keeps
+ * only its own binding.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "ft_malloc.h"
+#include "ftm/internal.h"
+
+/* The library is initialized (its constructor ran), so the arenas exist;
+ * the counts are set here to what each test needs. */
+static void counts(uint32_t a0, uint32_t a1, uint32_t a2)
+{
+	cr_assert_geq(ftm_arena_count, 1);
+	arena_init_all(3);
+	ftm_arenas[0].threads = a0;
+	ftm_arenas[1].threads = a1;
+	ftm_arenas[2].threads = a2;
+}
+
+Test(arena, bind_takes_the_least_busy_lowest_first)
+{
+	counts(0, 0, 0);
+	cr_assert_eq(arena_bind(), &ftm_arenas[0]);
+	cr_assert_eq(arena_bind(), &ftm_arenas[1]);
+	cr_assert_eq(arena_bind(), &ftm_arenas[2]);
+	cr_assert_eq(arena_bind(), &ftm_arenas[0], "all tied at one: the lowest index");
+	cr_assert_eq(ftm_arenas[0].threads, 2);
+	arena_unbind(&ftm_arenas[1]);
+	cr_assert_eq(ftm_arenas[1].threads, 0);
+	cr_assert_eq(arena_bind(), &ftm_arenas[1], "the place given back is taken again");
+}
+
+Test(arena, threads_one_after_the_other_reuse_one_arena)
+{
+	counts(1, 0, 0); /* the main thread */
+	for (int i = 0; i < 5; i++) {
+		struct ftm_arena *a = arena_bind();
+		cr_assert_eq(a, &ftm_arenas[1], "worker %d", i);
+		arena_unbind(a);
+	}
+	cr_assert_eq(ftm_arenas[1].threads, 0);
+}
+
+Test(arena, fork_child_keeps_only_its_own_binding)
+{
+	counts(4, 3, 5);
+	arena_reinit_after_fork(&ftm_arenas[2]);
+	cr_assert_eq(ftm_arenas[0].threads, 0);
+	cr_assert_eq(ftm_arenas[1].threads, 0);
+	cr_assert_eq(ftm_arenas[2].threads, 1);
+	cr_assert_eq(ftm_arenas[2].lock.state, 0);
+	arena_reinit_after_fork(NULL);
+	cr_assert_eq(ftm_arenas[2].threads, 0);
+}
+
+static void *malloc_once(void *arg)
+{
+	void *p = ftm_malloc(64);
+	*(struct ftm_arena **)arg = ftm_tls_tcache->arena;
+	ftm_free(p);
+	return NULL;
+}
+
+/* A real thread: bound at its first malloc, unbound by its exit. */
+Test(arena, thread_is_bound_until_it_exits)
+{
+	ftm_free(ftm_malloc(64)); /* this thread's cache, bound first */
+	struct ftm_arena *mine = ftm_tls_tcache->arena;
+	uint32_t before[FTM_MAX_ARENAS];
+	for (uint32_t i = 0; i < ftm_arena_count; i++)
+		before[i] = ftm_arenas[i].threads;
+	struct ftm_arena *theirs = NULL;
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, malloc_once, &theirs), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_not_null(theirs);
+	if (ftm_arena_count > 1)
+		cr_assert_neq(theirs, mine, "the other thread went to a less busy arena");
+	for (uint32_t i = 0; i < ftm_arena_count; i++)
+		cr_assert_eq(ftm_arenas[i].threads, before[i], "arena %u: the exit gave its place back", i);
+}
