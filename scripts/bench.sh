@@ -2,12 +2,12 @@
 # scripts/bench.sh - compare ft_malloc with glibc, jemalloc, tcmalloc and
 # mimalloc on the workload programs in bench/ (see bench/README.md).
 #
-#   bash scripts/bench.sh                 # full run (about 15 minutes, 2 cores)
+#   bash scripts/bench.sh                 # full run (about 5 minutes, 2 cores)
 #   BENCH_QUICK=1 bash scripts/bench.sh   # quick run (under 2 minutes)
 #
 # Environment:
 #   BENCH_QUICK=1        smaller iteration counts and 3 measured runs
-#   BENCH_RUNS=N         measured runs per command (default 5, quick 3)
+#   BENCH_RUNS=N         measured runs per command (default 9, quick 3)
 #   BENCH_SEED=S         seed given to every workload (default 42)
 #   BENCH_ALLOCATORS=... space-separated subset of
 #                        "glibc jemalloc tcmalloc mimalloc ft_malloc"
@@ -46,7 +46,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-3}; else RUNS=${BENCH_RUNS:-5}; fi
+if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-3}; else RUNS=${BENCH_RUNS:-9}; fi
 SEED=${BENCH_SEED:-42}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc jemalloc tcmalloc mimalloc ft_malloc}"
 CC=${CC:-cc}
@@ -361,6 +361,8 @@ for c in cases:
 
 metrics = [("wall", "median_wall_s"), ("rss", "median_maxrss_kib"),
            ("cpu", "median_cpu_s")]
+# Each metric's per-run values, in round order.
+runs_of = {"wall": "wall_s", "rss": "maxrss_kib", "cpu": "cpu_s"}
 geo = {}
 for c in cases:
     c["ratios"] = {}
@@ -369,9 +371,15 @@ for c in cases:
         c["ratios"][m] = {}
         for p in peers:
             pv = c["allocators"].get(p)
+            # The ratio within each round, then the median over rounds: the
+            # two runs of a round are seconds apart, and this machine changes
+            # speed (by up to 1.7x) on about that scale, so a ratio of the
+            # two medians, taken from runs minutes apart, moves with it.
             r = None
             if us and pv and us[key] and pv[key]:
-                r = us[key] / pv[key]
+                xs, ys = us[runs_of[m]], pv[runs_of[m]]
+                pairs = [x / y for x, y in zip(xs, ys) if y] if len(xs) == len(ys) else []
+                r = median(pairs) if pairs else us[key] / pv[key]
             c["ratios"][m][p] = r
 for m, _ in metrics:
     geo[m] = {}
@@ -408,9 +416,10 @@ md.append(f"- runs: {meta['runs']} measured per command, after 1 check/warm-up r
           f"{' (BENCH_QUICK=1: reduced iteration counts)' if meta['quick'] == '1' else ''}"
           f"; seed {meta['seed']}; total {meta['elapsed']} s")
 md.append("- versions: " + ", ".join(f"{a} {v}" for a, v in meta["versions"].items()))
-md.append("- each cell is the median over the runs; `ft/X` is ft_malloc's median "
-          "divided by X's (below 1: ft_malloc is faster or smaller); the last row "
-          "is the geometric mean of the ratios over the cases where both ran.\n")
+md.append("- each cell is the median over the runs; `ft/X` is the median over the "
+          "rounds of ft_malloc's run divided by X's run of the same round (below 1: "
+          "ft_malloc is faster or smaller); the last row is the geometric mean of "
+          "the ratios over the cases where both ran.\n")
 tables = [("Wall time (ms)", "wall", "median_wall_s", 1000, "{:.0f}"),
           ("Peak RSS (MiB)", "rss", "median_maxrss_kib", 1 / 1024, "{:.1f}"),
           ("CPU time, user + system (s)", "cpu", "median_cpu_s", 1, "{:.2f}")]
