@@ -3,7 +3,9 @@
  * block smaller than the new SMALL size (an aligned one) must be copied by
  * what it holds, not by the new size (an over-read past its mapping, which
  * `make asan` reports); every byte malloc_usable_size reported is kept
- * (outside debug mode: there, see the note in api.c's realloc_debug).
+ * (outside debug mode: there, see the note in api.c's realloc_debug). A
+ * chunk that grows moves to a class with room for the next steps, and still
+ * records the exact size it was asked for.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -42,4 +44,47 @@ Test(realloc, usable_bytes_survive_every_move)
 		memset(p, (int)(i + 2), usable);
 	}
 	ftm_free(p);
+}
+
+/* The size recorded for a live chunk: what show_alloc_mem prints. */
+static size_t recorded_size(void *p)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	cr_assert_not_null(zone);
+	return zone->size - (meta_load(zone, zone_chunk_index(zone, p)) & FTM_META_SLACK);
+}
+
+Test(realloc, growth_leaves_room_for_the_next_steps)
+{
+	unsigned char *p = ftm_malloc(1024);
+	cr_assert_eq(ftm_malloc_usable_size(p), 1024);
+	memset(p, 3, 1024);
+	unsigned char *q = ftm_realloc(p, 1100);
+	cr_assert_eq(ftm_malloc_usable_size(q), 1536, "1.5 times the old class");
+	cr_assert_eq(recorded_size(q), 1100);
+	for (size_t b = 0; b < 1024; b++)
+		cr_assert_eq(q[b], 3, "byte %zu", b);
+	memset(q + 1024, 4, 1100 - 1024);
+	cr_assert_eq(ftm_realloc(q, 1300), q, "the next step fits in place");
+	cr_assert_eq(ftm_realloc(q, 1536), q);
+	cr_assert_eq(recorded_size(q), 1536);
+	for (size_t b = 0; b < 1100; b++)
+		cr_assert_eq(q[b], b < 1024 ? 3 : 4, "byte %zu", b);
+	ftm_free(q);
+}
+
+Test(realloc, room_only_when_growing_and_never_into_large)
+{
+	unsigned char *p = ftm_malloc(4096);
+	unsigned char *q = ftm_realloc(p, 100);
+	cr_assert_eq(ftm_malloc_usable_size(q), 112, "a shrink moves to the fitting class");
+	cr_assert_eq(recorded_size(q), 100);
+	ftm_free(q);
+	p = ftm_malloc(28000);
+	cr_assert_eq(ftm_malloc_usable_size(p), 28672);
+	q = ftm_realloc(p, 30000);
+	cr_assert_not_null(pagemap_zone(q), "1.5 times 28 KiB would be LARGE: stays SMALL");
+	cr_assert_eq(ftm_malloc_usable_size(q), 32768);
+	cr_assert_eq(recorded_size(q), 30000);
+	ftm_free(q);
 }
