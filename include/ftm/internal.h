@@ -35,7 +35,7 @@ struct ftm_out;
 
 /* ---- core/sizeclass.c ---------------------------------------------------- */
 extern struct ftm_class ftm_classes[FTM_CLASS_COUNT];
-void sizeclass_init(size_t page_size);
+void sizeclass_init(void);
 
 /* size_class of 16 * k for k <= 64: a lookup for the common small sizes */
 extern uint8_t ftm_class_lut[65];
@@ -103,9 +103,10 @@ uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
-/* The header's seal is intact. It is the header's first word, so a linear
- * overflow from the mapping below cannot reach the chunk geometry without
- * breaking it, and free checks it before trusting that geometry. */
+/* The header's seal is intact: it names a zone that has not ended. It is
+ * the header's first word, so an overwrite from the header below cannot
+ * reach the chunk geometry without breaking it, and free checks it before
+ * trusting that geometry. */
 static inline bool zone_sealed(const struct ftm_zone *zone)
 {
 	return zone->check == ((uintptr_t)zone ^ ftm_zone_key);
@@ -117,11 +118,10 @@ static inline size_t zone_bytes(const struct ftm_zone *zone)
 	return (size_t)1 << ftm_classes[zone->cls].zone_shift;
 }
 
-/* Start of the zone's mapping: the header sits at most FTM_ZONE_COLOURS
- * cache lines into it, and the mapping is aligned to its size. */
+/* Start of the zone's mapping, which is chunk 0. */
 static inline uintptr_t zone_base(const struct ftm_zone *zone)
 {
-	return (uintptr_t)zone & ~(uintptr_t)(zone_bytes(zone) - 1);
+	return zone->first;
 }
 
 static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)

@@ -8,11 +8,12 @@
  *
  * A request is rounded up to one of FTM_CLASS_COUNT size classes. TINY and
  * SMALL classes are served from zones: a zone is a mapping of 2^zone_shift
- * bytes aligned to its own size, carved into equal chunks of one class, with
- * a header and a per-chunk state array ("meta") kept out of line at its start.
- * The header sits a few cache lines into the mapping, an offset ("colour")
- * that differs from zone to zone: at the mapping's first byte, every zone
- * header would fall in the same cache set, all of them 64 KiB-aligned.
+ * bytes aligned to its own size, carved into equal chunks of one class from
+ * its first byte. Its header and per-chunk state array ("meta") live out of
+ * line, packed in header blocks that its arena maps for them: a lightly used
+ * zone costs one page of data, not a page of header too (111 of the 444
+ * zone pages of w_thread_churn on 8 threads were header pages), and no
+ * overflow out of a chunk can reach any of the allocator's own data.
  * The page map records, for every FTM_GRANULE of address space, which zone
  * covers it: free() finds a pointer's zone in two loads and can reject a
  * pointer that is not ours without ever dereferencing it.
@@ -43,15 +44,15 @@
 #define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */
 #define FTM_RETIRED_MAX 16      /* retired zones an arena keeps per zone size */
 #define FTM_RECIP_SHIFT 40      /* chunk index = offset * recip >> 40, exact below 2^25 */
-#define FTM_ZONE_COLOURS 32     /* header offsets, in cache lines, that zones spread over */
+#define FTM_HEADER_BLOCK 65536  /* bytes an arena maps at a time for zone headers */
 
 /* Geometry of one size class, computed once at start-up from the page size. */
 struct ftm_class {
 	uint32_t size;         /* chunk size in bytes, a multiple of FTM_ALIGN */
 	uint32_t zone_shift;   /* log2 of this class's zone size */
 	uint64_t recip;        /* ceil(2^FTM_RECIP_SHIFT / size): division-free chunk index */
-	uint32_t data_offset;  /* offset of chunk 0 in the zone, page aligned */
 	uint32_t capacity;     /* chunks per zone */
+	uint32_t header_bytes; /* a zone header with its meta, in whole cache lines */
 	uint32_t tcache_cap;   /* most chunks of this class one thread may cache */
 	uint32_t batch;        /* chunks moved per tcache refill or flush */
 };
@@ -83,17 +84,18 @@ enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
 struct ftm_arena;
 
 struct ftm_zone {
-	uint64_t check;              /* address ^ ftm_zone_key; first, so an overflow from below breaks it */
+	uint64_t check;              /* address ^ ftm_zone_key; 0 once the zone ended: the seal free checks */
 	uintptr_t first;             /* address of chunk 0 */
 	uint64_t recip;              /* the class's, here so free needs no other lookup */
 	uint32_t size;               /* chunk size (the class's) */
 	uint32_t bin_offset;         /* offsetof(struct ftm_tcache, bins[cls]): free's bin without a multiply */
+	uint64_t span_mask;          /* zone bytes - 1: keeps free's chunk index inside meta */
 	uint32_t cls;                /* size class of every chunk here */
 	uint32_t capacity;           /* chunks in this zone (the class's) */
 	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
 	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
 	struct ftm_zone *all_prev;
-	struct ftm_zone *avail_next; /* zones of this class with a free chunk */
+	struct ftm_zone *avail_next; /* zones of this class with a free chunk; spare headers */
 	struct ftm_zone *avail_prev;
 	uint32_t used;               /* chunks handed out: live or in a thread cache */
 	uint32_t carved;             /* chunks [carved, capacity) were never touched */
@@ -101,7 +103,7 @@ struct ftm_zone {
 	uint32_t free_head;          /* first free chunk's index + 1 (0: none); links in meta */
 	uint16_t meta[];             /* per chunk: FTM_META_* */
 };
-/* free's fast path reads only the first 32 bytes of the header: one line. */
+/* free's fast path reads only the first 40 bytes of the header: one line. */
 
 /* ------------------------------------------------------------------------ */
 /* Arenas                                                                   */
@@ -125,7 +127,7 @@ struct ftm_class_stats {
 struct ftm_arena_stats {
 	uint64_t zones_mapped;   /* zones ever created */
 	uint64_t zones_unmapped; /* zones given back to the OS */
-	uint64_t bytes_mapped;   /* bytes of zones currently mapped */
+	uint64_t bytes_mapped;   /* bytes of zones currently mapped, and of header blocks */
 	uint64_t chunks_out;     /* chunks currently handed to threads */
 	uint64_t bytes_out;      /* bytes of those chunks (class sizes) */
 	uint64_t contended;      /* lock acquisitions that had to wait */
@@ -140,6 +142,9 @@ struct ftm_arena {
 	struct ftm_zone *zones;                    /* every zone of this arena */
 	uintptr_t retired[FTM_ZONE_SHIFTS][FTM_RETIRED_MAX]; /* bases of zones given back, range kept */
 	uint32_t retired_count[FTM_ZONE_SHIFTS];   /* entries of each retired[] row */
+	struct ftm_zone *spare_header[FTM_CLASS_COUNT]; /* headers of ended zones, per class */
+	char *header_next;                         /* free room in the newest header block */
+	char *header_end;                          /* end of that block */
 	struct ftm_arena_stats stats;
 	struct ftm_class_stats by_class[FTM_CLASS_COUNT];
 } __attribute__((aligned(64)));

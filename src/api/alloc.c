@@ -205,15 +205,18 @@ static inline void prefetch_for_write(const void *p)
 
 /* A pointer is freed here only if its zone's seal is intact (zone_sealed)
  * and it is exactly the start of a live chunk:
- * off is a multiple of the chunk size (an interior, misaligned or header
- * pointer is not), its state says live, and this call is the one that moves
- * it out of live (meta_claim). Past the last chunk, the state slot
- * meta[capacity] exists and is never live, so no bound check. */
+ * off is a multiple of the chunk size (an interior or misaligned pointer is
+ * not), its state says live, and this call is the one that moves it out of
+ * live (meta_claim). Past the last chunk, the state slot meta[capacity]
+ * exists and is never live, so no bound check. The mask changes nothing
+ * for a zone that the page map names; it is for a free racing with the
+ * zone's end, whose header may already serve a zone elsewhere (zone.c):
+ * the index stays within that header's meta. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (FTM_LIKELY(zone && zone_sealed(zone))) {
-		uint64_t off = (uintptr_t)p - zone->first;
+		uint64_t off = ((uintptr_t)p - zone->first) & zone->span_mask;
 		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
 		struct ftm_bin *bin = (struct ftm_bin *)((char *)ftm_tls_tcache + zone->bin_offset);
 		if (FTM_LIKELY(index * zone->size == off)) {

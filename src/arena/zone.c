@@ -1,6 +1,6 @@
 /*
  * Zones: one mapping of 2^zone_shift bytes, aligned to its size, carved into
- * chunks of a single size class. Chunks are handed out from the free list of
+ * chunks of a single size class, with its header kept out of line. Chunks are handed out from the free list of
  * returned chunks first, then carved from never-touched memory, so pages a
  * program never needed are never faulted in.
  *
@@ -12,6 +12,8 @@
  *
  * Every function here runs under the owning arena's lock.
  */
+#include <string.h>
+
 #include "ftm/internal.h"
 
 #define ZONE_MAGIC 0x7a6f6e65f7a11ce5ull
@@ -28,14 +30,57 @@ bool zone_check(const struct ftm_zone *zone)
 	return zone_sealed(zone) && zone->cls < FTM_CLASS_COUNT;
 }
 
+/* ---- headers ---------------------------------------------------------------
+ * An arena packs the headers of its zones (each with its meta, in whole
+ * cache lines) into blocks of FTM_HEADER_BLOCK bytes that it never unmaps:
+ * a free racing with a zone's end, which looked the zone up in the page map
+ * just before it was unregistered, still reads mapped memory, and finds the
+ * seal broken. A header outlives its zone on a spare list of its class and
+ * only ever serves another zone of that class, so even a racing free that
+ * reads it after it was reused computes with the geometry its meta array
+ * was sized for (free masks the offset with span_mask; tests/unit/zone.c). */
+
+static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
+{
+	struct ftm_zone *zone = arena->spare_header[cls];
+	if (zone) {
+		arena->spare_header[cls] = zone->avail_next;
+		zone->avail_next = NULL;
+		return zone;
+	}
+	size_t need = ftm_classes[cls].header_bytes;
+	if ((size_t)(arena->header_end - arena->header_next) < need) {
+		char *block = os_map(FTM_HEADER_BLOCK);
+		if (!block)
+			return NULL;
+		arena->header_next = block;
+		arena->header_end = block + FTM_HEADER_BLOCK;
+		arena->stats.bytes_mapped += FTM_HEADER_BLOCK;
+	}
+	zone = (struct ftm_zone *)arena->header_next;
+	arena->header_next += need;
+	return zone;
+}
+
+/* Breaks the seal first, then leaves the header as a fresh one reads: the
+ * counts and lists zero, and the meta of every chunk ever carved back to
+ * zero (meta past `carved` was never written). */
+static void header_give(struct ftm_zone *zone)
+{
+	struct ftm_arena *arena = zone->arena;
+	__atomic_store_n(&zone->check, 0, __ATOMIC_RELEASE);
+	memset(zone->meta, 0, (size_t)zone->carved * sizeof(uint16_t));
+	zone->all_next = zone->all_prev = zone->avail_prev = NULL;
+	zone->used = zone->carved = zone->in_avail = zone->free_head = 0;
+	zone->avail_next = arena->spare_header[zone->cls];
+	arena->spare_header[zone->cls] = zone;
+}
+
 /* ---- retired zones ---------------------------------------------------------
  * A zone given back keeps its address range: its pages are discarded (the
  * memory goes back to the OS and the range reads as zeros), and the next
- * zone of the same size made by the arena reuses the range. A free racing
- * with the zone's end may have looked the zone up in the page map just
- * before it was unregistered: it then reads a header of zeros, whose seal
- * fails, instead of faulting on an unmapped page (tests/unit/zone.c). Past
- * FTM_RETIRED_MAX per size, a zone is unmapped. */
+ * zone of the same size made by the arena reuses the range, without a new
+ * mapping. Past FTM_RETIRED_MAX per size, a zone is unmapped. */
 
 static uintptr_t retired_take(struct ftm_arena *arena, uint32_t shift)
 {
@@ -55,41 +100,34 @@ static bool retired_put(struct ftm_arena *arena, uintptr_t base, uint32_t shift)
 	return true;
 }
 
-/* Where the header of the zone mapped at `base` goes: a cache line chosen
- * by hashing the base, so that the headers (and the state arrays after
- * them) of the zones a program uses at once spread over FTM_ZONE_COLOURS
- * cache sets instead of all landing in the one set of their 64 KiB
- * alignment, where eight of them already evict each other from L1 and L2.
- * The same base always gets the same colour. */
-static struct ftm_zone *zone_at(uintptr_t base)
-{
-	uint64_t colour = ((base >> FTM_ZONE_MIN_SHIFT) * 0x9e3779b97f4a7c15ull) >> 59;
-	_Static_assert(FTM_ZONE_COLOURS == 32, "the hash keeps 5 bits");
-	return (struct ftm_zone *)(base + colour * 64);
-}
-
+/* The header is complete before its seal is set, and the seal before the
+ * page map names the zone: a free that finds the zone finds it whole. */
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 {
-	uint32_t shift = ftm_classes[cls].zone_shift;
-	size_t size = (size_t)1 << shift;
-	uintptr_t base = retired_take(arena, shift);
-	if (!base && !(base = (uintptr_t)os_map_aligned(size, size)))
-		return NULL;
-	struct ftm_zone *zone = zone_at(base);
-	if (!pagemap_register(base, size, zone)) {
-		os_unmap((void *)base, size);
-		return NULL;
-	}
-	/* the range is zeroed (fresh or discarded): every chunk starts free */
 	const struct ftm_class *c = &ftm_classes[cls];
-	zone->first = base + c->data_offset;
-	zone->recip = c->recip;
-	zone->size = c->size;
-	zone->capacity = c->capacity;
-	zone->check = (uintptr_t)zone ^ ftm_zone_key;
+	size_t size = (size_t)1 << c->zone_shift;
+	struct ftm_zone *zone = header_take(arena, cls);
+	if (!zone)
+		return NULL;
 	zone->arena = arena;
 	zone->cls = cls;
+	uintptr_t base = retired_take(arena, c->zone_shift);
+	if (!base && !(base = (uintptr_t)os_map_aligned(size, size))) {
+		header_give(zone);
+		return NULL;
+	}
+	zone->first = base;
+	zone->recip = c->recip;
+	zone->size = c->size;
+	zone->span_mask = size - 1;
+	zone->capacity = c->capacity;
 	zone->bin_offset = (uint32_t)offsetof(struct ftm_tcache, bins[cls]);
+	__atomic_store_n(&zone->check, (uintptr_t)zone ^ ftm_zone_key, __ATOMIC_RELEASE);
+	if (!pagemap_register(base, size, zone)) {
+		os_unmap((void *)base, size);
+		header_give(zone);
+		return NULL;
+	}
 	return zone;
 }
 
@@ -100,6 +138,7 @@ void zone_destroy(struct ftm_zone *zone)
 	pagemap_unregister(base, (size_t)1 << shift);
 	if (!retired_put(zone->arena, base, shift))
 		os_unmap((void *)base, (size_t)1 << shift);
+	header_give(zone);
 }
 
 /* The free chunk after `index`, or 0 at the end of the list. A link that

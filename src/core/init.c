@@ -71,7 +71,7 @@ void ftm_init_slow(void)
 		ftm_secret = os_random();
 		zone_init_key();
 		options_load(environ);
-		sizeclass_init(ftm_page_size);
+		sizeclass_init();
 		arena_init_all(arena_count());
 		tcache_init_geometry();
 		debug_init();

@@ -1,12 +1,13 @@
 /*
  * Size-class geometry. Classes are fixed (16-byte steps to 128, then four per
  * doubling up to 32 KiB: at most 25% of a chunk is slack, 40 classes in all);
- * what depends on the page size is computed here once: where chunk 0 starts,
- * how big a zone is, how many chunks it holds, how many a thread may cache.
+ * their geometry is computed here once: how big a zone is, how many chunks
+ * it holds, how big its out-of-line header is, how many a thread may cache.
  *
- * A zone is the smallest power of two >= 64 KiB that holds, after its header
- * and per-chunk state, at least FTM_ZONE_MIN_CHUNKS chunks: 64 KiB for every
- * TINY class (<= 512 B), up to 4 MiB for the 32 KiB class.
+ * A zone is the smallest power of two >= 64 KiB that holds at least
+ * FTM_ZONE_MIN_CHUNKS chunks: 64 KiB up to the 640-byte class, up to 4 MiB
+ * for the 32 KiB class. Being a power of two >= 64 KiB, it is whole pages
+ * on every page size Linux uses.
  */
 #include "ftm/internal.h"
 
@@ -29,24 +30,20 @@ static uint32_t tcache_cap_for(uint32_t size)
 	return cap < 4 ? 4 : cap > FTM_TCACHE_MAX ? FTM_TCACHE_MAX : cap;
 }
 
-void sizeclass_init(size_t page_size)
+void sizeclass_init(void)
 {
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		struct ftm_class *c = &ftm_classes[cls];
 		c->size = class_size(cls);
 		c->recip = (((uint64_t)1 << FTM_RECIP_SHIFT) + c->size - 1) / c->size;
-		for (c->zone_shift = FTM_ZONE_MIN_SHIFT;; c->zone_shift++) {
-			size_t zone = (size_t)1 << c->zone_shift;
-			/* meta is sized for the chunks that would fit with no header,
-			 * plus one: meta[capacity] exists and stays FREE, so free's
-			 * fast path needs no bound check (see ftm_free) */
-			size_t header = (FTM_ZONE_COLOURS - 1) * 64 + sizeof(struct ftm_zone) +
-					(zone / c->size + 1) * sizeof(uint16_t);
-			c->data_offset = (uint32_t)round_up(header, page_size);
-			c->capacity = (uint32_t)((zone - c->data_offset) / c->size);
-			if (c->capacity >= FTM_ZONE_MIN_CHUNKS)
-				break;
-		}
+		c->zone_shift = FTM_ZONE_MIN_SHIFT;
+		while (((size_t)1 << c->zone_shift) / c->size < FTM_ZONE_MIN_CHUNKS)
+			c->zone_shift++;
+		c->capacity = (uint32_t)(((size_t)1 << c->zone_shift) / c->size);
+		/* meta[capacity] exists and stays FREE: the highest index free's
+		 * fast path can compute (see ftm_free), so it needs no bound check */
+		c->header_bytes = (uint32_t)round_up(
+		    sizeof(struct ftm_zone) + (c->capacity + 1) * sizeof(uint16_t), 64);
 		c->tcache_cap = tcache_cap_for(c->size);
 		c->batch = (c->tcache_cap + 1) / 2;
 	}

@@ -36,7 +36,7 @@ static void collect(struct walk_list *list)
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
 		for (struct ftm_zone *z = ftm_arenas[i].zones; z; z = z->all_next) {
 			if (list->items)
-				list->items[list->count] = (struct walk_entry){(uintptr_t)z, z, NULL};
+				list->items[list->count] = (struct walk_entry){zone_base(z), z, NULL};
 			list->count++;
 		}
 	large_for_each(collect_large, list);

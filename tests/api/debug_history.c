@@ -584,7 +584,7 @@ static void show_ex_case(bool full)
 			cr_assert(z.lo > last_region, "zones not in address order");
 			last_region = z.lo;
 			cr_assert(z.live <= z.carved && z.carved <= z.cap && z.cap >= 100, "%s", line);
-			cr_assert(z.cap * z.cls < z.hi - z.lo, "%s: capacity exceeds the zone", line);
+			cr_assert(z.cap * z.cls <= z.hi - z.lo, "%s: capacity exceeds the zone", line);
 			cr_assert_eq(z.free_b, z.cap * z.cls - z.used, "%s: free is not capacity - used", line);
 			uint64_t carved_b = z.carved * z.cls;
 			cr_assert_eq(z.frag, carved_b ? (carved_b - z.used) * 100 / carved_b : 0,

@@ -8,8 +8,8 @@
  * (every parsed line is re-formatted and must match byte for byte: lowercase
  * hex, no leading zeros, single spaces) and checks the structure: zone
  * headers strictly increasing, allocations increasing and non-overlapping
- * within and across zones, each allocation inside its zone (after the header
- * address, before the next zone), 16-byte aligned, END - START == N, at most
+ * within and across zones, each allocation inside its zone (from a TINY or
+ * SMALL zone's address, after a LARGE one's, before the next zone), 16-byte aligned, END - START == N, at most
  * one allocation per LARGE mapping, Total == the sum of N.
  *
  * On top of that: each of our live pointers is listed exactly once with the
@@ -170,8 +170,10 @@ static int parse_dump(const char *text, size_t len, struct dump *d)
 			if (a % 16)
 				return fail(d, lineno, line, l, "allocation not 16-byte aligned");
 			const struct zone_rec *z = &d->zones[d->nzones - 1];
-			if (a <= z->addr)
-				return fail(d, lineno, line, l, "allocation not after its zone header address");
+			/* a TINY or SMALL zone's address is its chunk 0; a LARGE
+			 * mapping's starts with its header */
+			if (a < z->addr || (z->kind == LARGE && a == z->addr))
+				return fail(d, lineno, line, l, "allocation before its zone's address");
 			if (d->nallocs) {
 				const struct alloc_rec *prev = &d->allocs[d->nallocs - 1];
 				if (a <= prev->start || a < prev->end)
@@ -318,7 +320,8 @@ Test(show, parser_rejects_bad_output)
 	    "SMALL : 0x2000\nTINY : 0x1000\n0x1010 - 0x1020 : 16 bytes\nTotal : 16 bytes\n",
 	    "TINY : 0x1000\n0x1020 - 0x1030 : 16 bytes\n0x1010 - 0x1020 : 16 bytes\nTotal : 32 bytes\n",
 	    "TINY : 0x1000\n0x1010 - 0x1030 : 32 bytes\n0x1020 - 0x1030 : 16 bytes\nTotal : 48 bytes\n",
-	    "TINY : 0x1000\n0x1000 - 0x1010 : 16 bytes\nTotal : 16 bytes\n",
+	    "LARGE : 0x1000\n0x1000 - 0x1010 : 16 bytes\nTotal : 16 bytes\n",
+	    "SMALL : 0x2000\n0x1ff0 - 0x2000 : 16 bytes\nTotal : 16 bytes\n",
 	    "TINY : 0x1000\n0x1018 - 0x1020 : 8 bytes\nTotal : 8 bytes\n",
 	    "LARGE : 0x1000\n0x1010 - 0x1020 : 16 bytes\n0x1030 - 0x1040 : 16 bytes\nTotal : 32 bytes\n",
 	    "TINY : 0x1000\n0x1010 - 0x2020 : 4112 bytes\nSMALL : 0x2000\nTotal : 4112 bytes\n",
@@ -329,7 +332,7 @@ Test(show, parser_rejects_bad_output)
 			  i, bad[i]);
 		dump_free(&d);
 	}
-	static const char good[] = "TINY : 0xa0000\n0xa0020 - 0xa004a : 42 bytes\n"
+	static const char good[] = "TINY : 0xa0000\n0xa0000 - 0xa002a : 42 bytes\n"
 				   "SMALL : 0xad000\n0xad020 - 0xadead : 3725 bytes\n"
 				   "LARGE : 0xb0000\n0xb0020 - 0xbbeef : 48847 bytes\n"
 				   "Total : 52614 bytes\n";

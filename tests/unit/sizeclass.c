@@ -1,8 +1,9 @@
 /*
  * Size classes and zone geometry: every request maps to the smallest class
  * that holds it, slack stays within 25% past 128 bytes, and every zone is a
- * page-multiple power of two holding at least 100 chunks of its class with
- * its header and per-chunk state in front of chunk 0.
+ * page-multiple power of two, the smallest that holds at least 100 chunks
+ * of its class from its first byte, and its out-of-line header (with a
+ * state slot per chunk, plus one) fits a header block.
  */
 #include <criterion/criterion.h>
 
@@ -55,11 +56,12 @@ Test(sizeclass, zone_geometry)
 		size_t zone = (size_t)1 << c->zone_shift;
 		cr_assert_eq(zone % page, 0, "class %u", cls);
 		cr_assert_geq(c->capacity, FTM_ZONE_MIN_CHUNKS, "class %u", cls);
-		cr_assert_eq(c->data_offset % page, 0);
-		cr_assert_geq(c->data_offset, sizeof(struct ftm_zone) + c->capacity * sizeof(uint16_t));
-		cr_assert_leq(c->data_offset + (size_t)c->capacity * c->size, zone);
-		cr_assert_gt(c->data_offset + (size_t)(c->capacity + 1) * c->size, zone,
-			     "class %u: room for one more chunk", cls);
+		cr_assert_eq(c->capacity, zone / c->size, "class %u: chunks from the first byte", cls);
+		if (c->zone_shift > FTM_ZONE_MIN_SHIFT)
+			cr_assert_lt(zone / 2 / c->size, FTM_ZONE_MIN_CHUNKS, "class %u: smallest zone", cls);
+		cr_assert_eq(c->header_bytes % 64, 0);
+		cr_assert_geq(c->header_bytes, sizeof(struct ftm_zone) + (c->capacity + 1) * sizeof(uint16_t));
+		cr_assert_leq(c->header_bytes, FTM_HEADER_BLOCK);
 		if (cls < FTM_TINY_CLASSES)
 			cr_assert_eq(zone, (size_t)64 << 10, "TINY zones are 64 KiB");
 		cr_assert_geq(c->tcache_cap, 4);
@@ -68,24 +70,22 @@ Test(sizeclass, zone_geometry)
 }
 
 /* The division-free chunk index is exact at every chunk start and rejects
- * every other offset tried (interior, misaligned, header, past the end). */
+ * every other offset tried (interior, misaligned, below, past the end). */
 Test(sizeclass, chunk_index_is_exact)
 {
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
 		char *base = (char *)0x7f0000000000;
-		struct ftm_zone fake = {.first = (uintptr_t)base + c->data_offset, .recip = c->recip,
+		struct ftm_zone fake = {.first = (uintptr_t)base, .recip = c->recip,
 					.size = c->size, .capacity = c->capacity, .cls = cls};
 		for (uint32_t i = 0; i < c->capacity; i++) {
-			char *chunk = base + c->data_offset + (size_t)i * c->size;
+			char *chunk = base + (size_t)i * c->size;
 			cr_assert_eq(zone_chunk_index(&fake, chunk), i, "class %u chunk %u", cls, i);
 			if (c->size > 16)
 				cr_assert_eq(zone_chunk_index(&fake, chunk + 16), UINT32_MAX);
 			cr_assert_eq(zone_chunk_index(&fake, chunk + 1), UINT32_MAX);
 		}
-		cr_assert_eq(zone_chunk_index(&fake, base), UINT32_MAX);
-		cr_assert_eq(zone_chunk_index(&fake, base + c->data_offset - 16), UINT32_MAX);
-		cr_assert_eq(zone_chunk_index(&fake, base + c->data_offset + (size_t)c->capacity * c->size),
-			     UINT32_MAX);
+		cr_assert_eq(zone_chunk_index(&fake, base - 16), UINT32_MAX);
+		cr_assert_eq(zone_chunk_index(&fake, base + (size_t)c->capacity * c->size), UINT32_MAX);
 	}
 }

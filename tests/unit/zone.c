@@ -1,9 +1,10 @@
 /*
- * Zones and the page map: chunks are carved lazily and in order, come back
- * LIFO through the out-of-line free list, a write after free changes
- * nothing the allocator reads, a corrupted link is reported and never
- * followed, and the page map names the zone for every granule it covers and
- * forgets it once the zone is gone.
+ * Zones and the page map: chunks are carved lazily and in order from the
+ * zone's first byte, come back LIFO through the out-of-line free list, a
+ * write after free or past the last chunk changes nothing the allocator
+ * reads, a corrupted link is reported and never followed, the page map
+ * names the zone for every granule it covers and forgets it once the zone
+ * is gone, and a header outlives its zone only to serve its class again.
  */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -28,9 +29,12 @@ Test(zone, carves_in_order_and_registers)
 	size_t bytes = (size_t)1 << c->zone_shift;
 	uintptr_t base = zone_base(zone);
 	cr_assert_eq(base % bytes, 0, "zone aligned to its size");
-	cr_assert_lt((uintptr_t)zone - base, FTM_ZONE_COLOURS * 64, "header within its colour range");
-	cr_assert_eq(((uintptr_t)zone - base) % 64, 0, "header on a cache line");
-	cr_assert_leq((uintptr_t)&zone->meta[zone->capacity + 1], zone->first, "state array before chunk 0");
+	cr_assert_eq(zone->first, base, "chunk 0 at the first byte");
+	cr_assert_eq(zone->capacity, bytes / c->size);
+	cr_assert_eq((uintptr_t)zone % 64, 0, "header on a cache line");
+	cr_assert((uintptr_t)&zone->meta[zone->capacity + 1] <= base || (uintptr_t)zone >= base + bytes,
+		  "header and state array out of the zone's mapping");
+	cr_assert_null(pagemap_zone(zone), "nor in any other zone");
 	for (size_t off = 0; off < bytes; off += 4096)
 		cr_assert_eq(pagemap_zone((char *)base + off), zone);
 	cr_assert_eq(zone_check(zone), true);
@@ -62,7 +66,7 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(again_meta[2], &zone->meta[10]);
 
 	zone_destroy(zone);
-	cr_assert_null(pagemap_zone(zone));
+	cr_assert_null(pagemap_zone((void *)base));
 }
 
 Test(zone, takes_everything_then_stops)
@@ -126,9 +130,10 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	cr_assert_stderr_eq_str(want);
 }
 
-/* An overflow from the mapping below a zone rewrites its header from the
- * first byte up, so the seal breaks before the chunk geometry can change.
- * Here the geometry is bent the way an attacker would: chunk 0 moved down
+/* No chunk borders a header, but a wild write can still reach one; it
+ * rewrites the header from the first byte up when it comes from the header
+ * below, so the seal breaks before the chunk geometry can change. Here the
+ * geometry is bent the way an attacker would: chunk 0 moved down
  * by one chunk, so that p reads as its live neighbour q. free and realloc
  * must report p and leave both blocks as they are rather than trust the
  * geometry; restored, the header works again. */
@@ -162,9 +167,9 @@ Test(zone, overwritten_header_is_reported_not_trusted, .init = cr_redirect_stder
 }
 
 /* A zone given back keeps its range, zeroed: a free that looked the zone up
- * just before it went reads a header whose seal fails (no fault), the
- * memory is the OS's again, and the arena's next zone of that size reuses
- * the range. */
+ * just before it went reads a header whose seal fails, the memory is the
+ * OS's again, and the arena's next zone of that size reuses the range; the
+ * next zone of that class reuses the header, as fresh as a new one. */
 Test(zone, given_back_zone_reads_zero_and_is_reused)
 {
 	ftm_ensure_init();
@@ -179,11 +184,61 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	zone_put(zone, (uint32_t)(meta - zone->meta));
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
-	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal, not an unmapped page");
+	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal");
 	cr_assert_eq(chunk[0], 0, "the pages were given back");
 	struct ftm_zone *again = zone_create(&ftm_arenas[0], cls);
-	cr_assert_eq(again, zone, "the next zone of that size reuses the range");
+	cr_assert_eq(again, zone, "the next zone of that class reuses the header");
+	cr_assert_eq(zone_base(again), (uintptr_t)chunk, "and the next one of that size the range");
 	cr_assert(zone_sealed(again));
 	cr_assert_eq(pagemap_zone(chunk), again);
+	cr_assert_eq(again->carved, 0);
+	cr_assert_eq(again->used, 0);
+	cr_assert_eq(again->free_head, 0);
+	cr_assert_eq(meta_load(again, 0), 0, "chunk 0's state is fresh again");
+	cr_assert_eq(zone_take(again, &taken, &meta, 1), 1);
+	cr_assert_eq(taken, chunk, "carving starts over");
 	zone_destroy(again);
+}
+
+/* Filling every byte of a zone's mapping, as an overflow running through
+ * all its chunks would, leaves its header and the page map as they were. */
+Test(zone, overflow_through_the_mapping_reaches_no_header)
+{
+	ftm_ensure_init();
+	uint32_t cls = size_class(48);
+	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
+	cr_assert_not_null(zone);
+	struct ftm_zone *next = zone_create(&ftm_arenas[0], cls);
+	cr_assert_not_null(next);
+	struct ftm_zone saved = *zone, saved_next = *next;
+	memset((void *)zone_base(zone), 0x41, zone_bytes(zone));
+	cr_assert(zone_check(zone) && zone_check(next));
+	cr_assert_eq(memcmp(&saved, zone, sizeof(saved)), 0);
+	cr_assert_eq(memcmp(&saved_next, next, sizeof(saved_next)), 0);
+	cr_assert_eq(meta_load(zone, 0), 0);
+	cr_assert_eq(pagemap_zone((void *)zone_base(zone)), zone);
+	zone_destroy(next);
+	zone_destroy(zone);
+}
+
+/* A free racing with a zone's end can read its header after the header went
+ * to another zone of its class, mapped elsewhere: whatever the pointer,
+ * free's offset (masked by span_mask) gives an index no higher than
+ * capacity, where meta[capacity] is the last slot the header holds. */
+Test(zone, stale_header_index_stays_within_meta)
+{
+	ftm_ensure_init();
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
+		cr_assert_not_null(zone);
+		uint64_t x = 0x9e3779b97f4a7c15ull * (cls + 1);
+		for (int i = 0; i < 20000; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			uintptr_t p = i & 1 ? (uintptr_t)x & ((1ull << 47) - 16) : zone->first - 16 * (uintptr_t)i;
+			uint64_t off = (p - zone->first) & zone->span_mask;
+			uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
+			cr_assert_leq(index, zone->capacity, "class %u pointer %#lx", cls, (unsigned long)p);
+		}
+		zone_destroy(zone);
+	}
 }
