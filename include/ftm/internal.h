@@ -106,10 +106,12 @@ bool zone_check(const struct ftm_zone *zone);
 /* The header's seal is intact: it names a zone that has not ended. It is
  * the header's first word, so an overwrite from the header below cannot
  * reach the chunk geometry without breaking it, and free checks it before
- * trusting that geometry. */
+ * trusting that geometry. The page map only ever points at headers, so the
+ * seal need not mix in the header's address (one instruction less on free;
+ * an attacker who can read one seal could undo the mixing anyway). */
 static inline bool zone_sealed(const struct ftm_zone *zone)
 {
-	return zone->check == ((uintptr_t)zone ^ ftm_zone_key);
+	return zone->check == ftm_zone_key;
 }
 
 /* Bytes of the zone's mapping. */

@@ -84,7 +84,7 @@ enum ftm_zone_kind { FTM_TINY, FTM_SMALL, FTM_LARGE };
 struct ftm_arena;
 
 struct ftm_zone {
-	uint64_t check;              /* address ^ ftm_zone_key; 0 once the zone ended: the seal free checks */
+	uint64_t check;              /* ftm_zone_key; 0 once the zone ended: the seal free checks */
 	uintptr_t first;             /* address of chunk 0 */
 	uint64_t recip;              /* the class's, here so free needs no other lookup */
 	uint32_t size;               /* chunk size (the class's) */

@@ -122,7 +122,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 	zone->span_mask = size - 1;
 	zone->capacity = c->capacity;
 	zone->bin_offset = (uint32_t)offsetof(struct ftm_tcache, bins[cls]);
-	__atomic_store_n(&zone->check, (uintptr_t)zone ^ ftm_zone_key, __ATOMIC_RELEASE);
+	__atomic_store_n(&zone->check, ftm_zone_key, __ATOMIC_RELEASE);
 	if (!pagemap_register(base, size, zone)) {
 		os_unmap((void *)base, size);
 		header_give(zone);
