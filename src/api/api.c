@@ -12,8 +12,6 @@
 #include "ft_malloc.h"
 #include "ftm/internal.h"
 
-
-
 FTM_EXPORT void *ftm_calloc(size_t count, size_t size)
 {
 	size_t total;

@@ -1,8 +1,9 @@
 /*
  * Zones: one mapping of 2^zone_shift bytes, aligned to its size, carved into
- * chunks of a single size class, with its header kept out of line. Chunks are handed out from the free list of
- * returned chunks first, then carved from never-touched memory, so pages a
- * program never needed are never faulted in.
+ * chunks of a single size class, with its header kept out of line. Chunks
+ * are handed out from the free list of returned chunks first, then carved
+ * from never-touched memory, so pages a program never needed are never
+ * faulted in.
  *
  * The free list lives out of line, in the per-chunk state array: a free
  * chunk's state is the index + 1 of the next free chunk (0 ends the list).
