@@ -131,30 +131,40 @@ static inline char *zone_chunk(const struct ftm_zone *zone, uint32_t index)
 	return (char *)zone->first + (size_t)index * zone->size;
 }
 
+/* off / size when size divides off exactly, and a number >= capacity for
+ * every other offset (interior, misaligned, below the zone, past its end),
+ * in one multiply and one rotate: with size = odd << shift, the product by
+ * the odd factor's inverse is exact for multiples, and the rotate brings
+ * any bits a non-multiple leaves below `shift`, or a remainder by the odd
+ * factor, into the high bits (sizeclass_init; tests/unit/sizeclass.c). */
+static inline uint64_t zone_chunk_slot(const struct ftm_zone *zone, const void *p)
+{
+	uint64_t scaled = ((uintptr_t)p - zone->first) * zone->inverse;
+	uint32_t shift = zone->index_shift;
+	return (scaled >> shift) | (scaled << (-shift & 63));
+}
+
 /* Index of the chunk that starts at p, or UINT32_MAX when p is not exactly
- * the start of a chunk of this zone (interior, header or misaligned). */
+ * the start of a chunk of this zone. */
 static inline uint32_t zone_chunk_index(const struct ftm_zone *zone, const void *p)
 {
-	uint64_t off = (uintptr_t)p - zone->first;
-	uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
-	if (FTM_UNLIKELY(index * zone->size != off || index >= zone->capacity))
-		return UINT32_MAX;
-	return (uint32_t)index;
+	uint64_t index = zone_chunk_slot(zone, p);
+	return FTM_LIKELY(index < zone->capacity) ? (uint32_t)index : UINT32_MAX;
 }
 
 /* &zone->meta[index], written as byte arithmetic so that the compiler folds
  * meta's offset into the load or store instead of adding it first. */
-static inline uint16_t *meta_slot(struct ftm_zone *zone, uint32_t index)
+static inline uint16_t *meta_slot(struct ftm_zone *zone, size_t index)
 {
-	return (uint16_t *)((char *)zone->meta + 2 * (size_t)index);
+	return (uint16_t *)((char *)zone->meta + 2 * index);
 }
 
-static inline uint16_t meta_load(const struct ftm_zone *zone, uint32_t index)
+static inline uint16_t meta_load(const struct ftm_zone *zone, size_t index)
 {
 	return __atomic_load_n(meta_slot((struct ftm_zone *)zone, index), __ATOMIC_RELAXED);
 }
 
-static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t state)
+static inline void meta_store(struct ftm_zone *zone, size_t index, uint16_t state)
 {
 	__atomic_store_n(meta_slot(zone, index), state, __ATOMIC_RELAXED);
 }
@@ -163,7 +173,7 @@ static inline void meta_store(struct ftm_zone *zone, uint32_t index, uint16_t st
  * it in between: of two threads freeing the same pointer at once, exactly
  * one wins, so a racing double free is caught rather than caching the chunk
  * twice (tests/stress/double_free_race.c). */
-static inline bool meta_replace(struct ftm_zone *zone, uint32_t index, uint16_t seen,
+static inline bool meta_replace(struct ftm_zone *zone, size_t index, uint16_t seen,
 				uint16_t state)
 {
 	return __atomic_compare_exchange_n(meta_slot(zone, index), &seen, state, false,

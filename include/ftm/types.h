@@ -43,14 +43,14 @@
 #define FTM_ZONE_MIN_SHIFT 16   /* smallest zone: 64 KiB */
 #define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */
 #define FTM_RETIRED_MAX 16      /* retired zones an arena keeps per zone size */
-#define FTM_RECIP_SHIFT 40      /* chunk index = offset * recip >> 40, exact below 2^25 */
 #define FTM_HEADER_BLOCK 65536  /* bytes an arena maps at a time for zone headers */
 
 /* Geometry of one size class, computed once at start-up from the page size. */
 struct ftm_class {
 	uint32_t size;         /* chunk size in bytes, a multiple of FTM_ALIGN */
 	uint32_t zone_shift;   /* log2 of this class's zone size */
-	uint64_t recip;        /* ceil(2^FTM_RECIP_SHIFT / size): division-free chunk index */
+	uint64_t inverse;      /* size's odd factor's inverse mod 2^64: exact division */
+	uint32_t index_shift;  /* size's power-of-two factor, log2 */
 	uint32_t capacity;     /* chunks per zone */
 	uint32_t header_bytes; /* a zone header with its meta, in whole cache lines */
 	uint32_t tcache_cap;   /* most chunks of this class one thread may cache */
@@ -86,12 +86,12 @@ struct ftm_arena;
 struct ftm_zone {
 	uint64_t check;              /* ftm_zone_key; 0 once the zone ended: the seal free checks */
 	uintptr_t first;             /* address of chunk 0 */
-	uint64_t recip;              /* the class's, here so free needs no other lookup */
-	uint32_t size;               /* chunk size (the class's) */
+	uint64_t inverse;            /* the class's, here so free needs no other lookup */
+	uint64_t capacity;           /* chunks in this zone (the class's); 64 bits for free's compare */
+	uint32_t index_shift;        /* the class's */
 	uint32_t bin_offset;         /* offsetof(struct ftm_tcache, bins[cls]): free's bin without a multiply */
-	uint64_t span_mask;          /* zone bytes - 1: keeps free's chunk index inside meta */
+	uint32_t size;               /* chunk size (the class's) */
 	uint32_t cls;                /* size class of every chunk here */
-	uint32_t capacity;           /* chunks in this zone (the class's) */
 	struct ftm_arena *arena;     /* owner: only its lock may change the fields below */
 	struct ftm_zone *all_next;   /* every zone of the arena, for show and trim */
 	struct ftm_zone *all_prev;

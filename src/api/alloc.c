@@ -178,7 +178,7 @@ FTM_COLD void free_slow(void *p, const char *call)
  * (__libc_single_threaded turns false in pthread_create before the new
  * thread exists), so the compare-and-swap, about 15% of a single-threaded
  * small-object churn, is only paid once there are two. */
-static inline bool meta_claim(struct ftm_zone *zone, uint32_t index, uint16_t state)
+static inline bool meta_claim(struct ftm_zone *zone, size_t index, uint16_t state)
 {
 	if (FTM_LIKELY(__libc_single_threaded)) {
 		meta_store(zone, index, FTM_META_CACHED);
@@ -204,28 +204,25 @@ static inline void prefetch_for_write(const void *p)
 }
 
 /* A pointer is freed here only if its zone's seal is intact (zone_sealed)
- * and it is exactly the start of a live chunk:
- * off is a multiple of the chunk size (an interior or misaligned pointer is
- * not), its state says live, and this call is the one that moves it out of
- * live (meta_claim). Past the last chunk, the state slot meta[capacity]
- * exists and is never live, so no bound check. The mask changes nothing
- * for a zone that the page map names; it is for a free racing with the
- * zone's end, whose header may already serve a zone elsewhere (zone.c):
+ * and it is exactly the start of a live chunk: zone_chunk_slot gives an
+ * index below capacity for nothing else (an interior, misaligned or foreign
+ * pointer), its state says live, and this call is the one that moves it out
+ * of live (meta_claim). The bound also covers a free racing with the zone's
+ * end, whose header may already serve another zone of its class (zone.c):
  * the index stays within that header's meta. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
 	if (FTM_LIKELY(zone && zone_sealed(zone))) {
-		uint64_t off = ((uintptr_t)p - zone->first) & zone->span_mask;
-		uint64_t index = (off * zone->recip) >> FTM_RECIP_SHIFT;
+		uint64_t index = zone_chunk_slot(zone, p);
 		struct ftm_bin *bin = (struct ftm_bin *)((char *)ftm_tls_tcache + zone->bin_offset);
-		if (FTM_LIKELY(index * zone->size == off)) {
-			prefetch_for_write(meta_slot(zone, (uint32_t)index));
-			uint16_t state = meta_load(zone, (uint32_t)index);
+		if (FTM_LIKELY(index < zone->capacity)) {
+			prefetch_for_write(meta_slot(zone, index));
+			uint16_t state = meta_load(zone, index);
 			uint32_t count = bin->count;
 			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap &&
-				       meta_claim(zone, (uint32_t)index, state))) {
-				bin->meta[count] = meta_slot(zone, (uint32_t)index);
+				       meta_claim(zone, index, state))) {
+				bin->meta[count] = meta_slot(zone, index);
 				bin->chunk[count] = p;
 				bin->count = count + 1;
 				bin->frees++;

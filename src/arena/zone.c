@@ -39,7 +39,7 @@ bool zone_check(const struct ftm_zone *zone)
  * seal broken. A header outlives its zone on a spare list of its class and
  * only ever serves another zone of that class, so even a racing free that
  * reads it after it was reused computes with the geometry its meta array
- * was sized for (free masks the offset with span_mask; tests/unit/zone.c). */
+ * was sized for: its chunk index stays below capacity (tests/unit/zone.c). */
 
 static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
 {
@@ -118,9 +118,9 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 		return NULL;
 	}
 	zone->first = base;
-	zone->recip = c->recip;
+	zone->inverse = c->inverse;
+	zone->index_shift = c->index_shift;
 	zone->size = c->size;
-	zone->span_mask = size - 1;
 	zone->capacity = c->capacity;
 	zone->bin_offset = (uint32_t)offsetof(struct ftm_tcache, bins[cls]);
 	__atomic_store_n(&zone->check, ftm_zone_key, __ATOMIC_RELEASE);

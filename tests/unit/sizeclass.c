@@ -60,7 +60,7 @@ Test(sizeclass, zone_geometry)
 		if (c->zone_shift > FTM_ZONE_MIN_SHIFT)
 			cr_assert_lt(zone / 2 / c->size, FTM_ZONE_MIN_CHUNKS, "class %u: smallest zone", cls);
 		cr_assert_eq(c->header_bytes % 64, 0);
-		cr_assert_geq(c->header_bytes, sizeof(struct ftm_zone) + (c->capacity + 1) * sizeof(uint16_t));
+		cr_assert_geq(c->header_bytes, sizeof(struct ftm_zone) + c->capacity * sizeof(uint16_t));
 		cr_assert_leq(c->header_bytes, FTM_HEADER_BLOCK);
 		if (cls < FTM_TINY_CLASSES)
 			cr_assert_eq(zone, (size_t)64 << 10, "TINY zones are 64 KiB");
@@ -76,8 +76,9 @@ Test(sizeclass, chunk_index_is_exact)
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
 		char *base = (char *)0x7f0000000000;
-		struct ftm_zone fake = {.first = (uintptr_t)base, .recip = c->recip,
-					.size = c->size, .capacity = c->capacity, .cls = cls};
+		struct ftm_zone fake = {.first = (uintptr_t)base, .inverse = c->inverse,
+					.index_shift = c->index_shift, .size = c->size,
+					.capacity = c->capacity, .cls = cls};
 		for (uint32_t i = 0; i < c->capacity; i++) {
 			char *chunk = base + (size_t)i * c->size;
 			cr_assert_eq(zone_chunk_index(&fake, chunk), i, "class %u chunk %u", cls, i);
@@ -87,5 +88,28 @@ Test(sizeclass, chunk_index_is_exact)
 		}
 		cr_assert_eq(zone_chunk_index(&fake, base - 16), UINT32_MAX);
 		cr_assert_eq(zone_chunk_index(&fake, base + (size_t)c->capacity * c->size), UINT32_MAX);
+	}
+}
+
+/* Byte by byte, from one zone below to one zone past: exactly the chunk
+ * starts get an index below capacity, and it is theirs. */
+Test(sizeclass, chunk_slot_accepts_only_chunk_starts)
+{
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		const struct ftm_class *c = &ftm_classes[cls];
+		int64_t span = (int64_t)1 << c->zone_shift;
+		uintptr_t base = (uintptr_t)0x7f0000000000;
+		struct ftm_zone fake = {.first = base, .inverse = c->inverse,
+					.index_shift = c->index_shift, .capacity = c->capacity};
+		uint64_t accepted = 0, wrong = 0;
+		for (int64_t off = -span; off < 2 * span; off++) {
+			uint64_t index = zone_chunk_slot(&fake, (void *)(base + off));
+			if (index >= c->capacity)
+				continue;
+			accepted++;
+			wrong += (uint64_t)off != index * c->size;
+		}
+		cr_assert_eq(accepted, c->capacity, "class %u", cls);
+		cr_assert_eq(wrong, 0, "class %u", cls);
 	}
 }
