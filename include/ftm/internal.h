@@ -99,7 +99,7 @@ extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
-uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want);
+uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
@@ -189,9 +189,8 @@ void arena_unbind(struct ftm_arena *arena);
 struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
-		      uint32_t want);
-void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count);
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *out, uint32_t want);
+void arena_return(const struct ftm_slot *chunks, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);
@@ -205,13 +204,18 @@ extern struct ftm_tcache ftm_tcache_boot;
 extern struct ftm_tcache ftm_tcache_dead;
 void tcache_init_geometry(void);
 
+/* Chunks a bin holds now; read by other threads for statistics. */
+static inline uint32_t bin_count(const struct ftm_bin *bin)
+{
+	return (uint32_t)(__atomic_load_n(&bin->top, __ATOMIC_RELAXED) - bin->base);
+}
+
 /* Allocations served by a bin so far (see struct ftm_bin). */
 static inline uint64_t bin_mallocs(const struct ftm_bin *bin)
 {
 	return __atomic_load_n(&bin->refilled, __ATOMIC_RELAXED) +
 	       __atomic_load_n(&bin->frees, __ATOMIC_RELAXED) -
-	       __atomic_load_n(&bin->flushed, __ATOMIC_RELAXED) -
-	       __atomic_load_n(&bin->count, __ATOMIC_RELAXED);
+	       __atomic_load_n(&bin->flushed, __ATOMIC_RELAXED) - bin_count(bin);
 }
 struct ftm_tcache *tcache_attach(void);
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls);

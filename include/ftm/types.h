@@ -162,24 +162,33 @@ struct ftm_arena {
  * give 83M, 79M and 97M). */
 #define FTM_TCACHE_FIRST_BATCH 4
 
+/* A cached chunk and its state slot, side by side: the chunk's state slot
+ * rides with it, so malloc marks the chunk live with one store and no
+ * lookup, and both sit on one cache line. */
+struct ftm_slot {
+	void *chunk;    /* a chunk of the bin's class, FTM_META_CACHED */
+	uint16_t *meta; /* its state slot in its zone */
+};
+
 /* A stack of chunks kept out of the chunks themselves, so a write after
- * free cannot redirect the next malloc. Each chunk's state slot rides beside
- * it, so malloc marks the chunk live with one store and no lookup; both
- * arrays sit inside the bin, so neither path loads a pointer to them. */
+ * free cannot redirect the next malloc. Its slots are the bin's stretch of
+ * the cache's slot array, as long as the class's cap: a bin of 32 KiB
+ * chunks holds 4, not the 32 of a 16-byte class, and a cache takes three
+ * pages instead of six. The bin keeps a pointer to its top, so neither
+ * path computes an address from a count. */
 struct ftm_bin {
-	uint32_t count;      /* chunks cached */
-	uint32_t cap;        /* 0 in the boot/dead caches: every call takes the slow path */
-	uint32_t live;       /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
-	uint32_t batch;      /* chunks the next refill asks for (slow start up to the class's) */
-	uint64_t refilled;   /* chunks that came in from the arena */
-	uint64_t frees;      /* frees of this class by this thread (chunks that came in) */
-	uint64_t misses;     /* mallocs that had to refill */
-	uint64_t flushed;    /* chunks given back to arenas */
-	void *chunk[FTM_TCACHE_MAX];     /* chunk[0..count): newest last */
-	uint16_t *meta[FTM_TCACHE_MAX];  /* meta[i]: chunk[i]'s state slot in its zone */
+	struct ftm_slot *top;  /* next free slot: [base, top) hold chunks, newest last */
+	struct ftm_slot *base; /* the bin's first slot */
+	struct ftm_slot *end;  /* base + the class's cap; == base in the boot/dead caches */
+	uint32_t live;         /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
+	uint32_t batch;        /* chunks the next refill asks for (slow start up to the class's) */
+	uint64_t refilled;     /* chunks that came in from the arena */
+	uint64_t frees;        /* frees of this class by this thread (chunks that came in) */
+	uint64_t misses;       /* mallocs that had to refill */
+	uint64_t flushed;      /* chunks given back to arenas */
 };
 /* A bin counts what comes in and what is flushed out, so malloc's fast path
- * counts nothing: mallocs = refilled + frees - flushed - count (bin_mallocs). */
+ * counts nothing: mallocs = refilled + frees - flushed - cached (bin_mallocs). */
 
 struct ftm_tcache {
 	struct ftm_bin bins[FTM_CLASS_COUNT]; /* first, so the fast path indexes it directly */
@@ -189,6 +198,7 @@ struct ftm_tcache {
 	struct ftm_tcache *live_prev;
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
+	struct ftm_slot slots[];              /* every bin's slots, in class order */
 };
 
 /* ------------------------------------------------------------------------ */

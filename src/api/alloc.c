@@ -76,9 +76,9 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 			return NULL;
 	} else {
 		struct ftm_bin *bin = &tc->bins[cls];
-		if (!bin->count && !tcache_refill(tc, cls))
+		if (bin->top == bin->base && !tcache_refill(tc, cls))
 			return NULL;
-		p = bin->chunk[--bin->count];
+		p = (--bin->top)->chunk;
 		bin->misses++;
 	}
 	chunk_set_size(p, size);
@@ -98,12 +98,11 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 		bin = &ftm_tls_tcache->bins[size_class(size)];
 	else
 		return malloc_slow(size, FTM_CALLER);
-	uint32_t count = bin->count;
-	if (FTM_LIKELY(count)) {
-		void *p = bin->chunk[--count];
-		bin->count = count;
-		__atomic_store_n(bin->meta[count], (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
-		return p;
+	struct ftm_slot *top = bin->top;
+	if (FTM_LIKELY(top != bin->base)) {
+		bin->top = --top;
+		__atomic_store_n(top->meta, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
+		return top->chunk;
 	}
 	return malloc_slow(size, FTM_CALLER);
 }
@@ -148,16 +147,15 @@ bool free_checked(void *p, const char *call)
 		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
 	}
 	struct ftm_tcache *tc = thread_cache();
-	uint16_t *slot = meta_slot(zone, index);
+	struct ftm_slot freed = {p, meta_slot(zone, index)};
 	if (!tc) {
-		arena_return(&p, &slot, 1);
+		arena_return(&freed, 1);
 		return true;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
-	if (bin->count == bin->cap)
-		tcache_flush(tc, zone->cls, bin->cap / 2);
-	bin->meta[bin->count] = slot;
-	bin->chunk[bin->count++] = p;
+	if (bin->top == bin->end)
+		tcache_flush(tc, zone->cls, (uint32_t)(bin->end - bin->base) / 2);
+	*bin->top++ = freed;
 	bin->frees++;
 	return true;
 }
@@ -219,12 +217,11 @@ FTM_EXPORT void ftm_free(void *p)
 		if (FTM_LIKELY(index < zone->capacity)) {
 			prefetch_for_write(meta_slot(zone, index));
 			uint16_t state = meta_load(zone, index);
-			uint32_t count = bin->count;
-			if (FTM_LIKELY((state & FTM_META_LIVE) && count < bin->cap &&
+			struct ftm_slot *top = bin->top;
+			if (FTM_LIKELY((state & FTM_META_LIVE) && top < bin->end &&
 				       meta_claim(zone, index, state))) {
-				bin->meta[count] = meta_slot(zone, index);
-				bin->chunk[count] = p;
-				bin->count = count + 1;
+				*top = (struct ftm_slot){p, meta_slot(zone, index)};
+				bin->top = top + 1;
 				bin->frees++;
 				return;
 			}

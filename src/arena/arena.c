@@ -152,10 +152,9 @@ static void arena_zone_emptied(struct ftm_arena *arena, struct ftm_zone *zone)
 	arena_release_zone(arena, zone);
 }
 
-/* Fills chunk[] and meta[] with up to `want` chunks of class cls and their
- * state slots, marked cached. */
-uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint16_t **meta,
-		      uint32_t want)
+/* Fills out[] with up to `want` chunks of class cls and their state slots,
+ * marked cached. */
+uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *out, uint32_t want)
 {
 	uint32_t got = 0;
 	arena_lock(arena);
@@ -165,7 +164,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, void **chunk, uint1
 			break;
 		if (zone->used == 0)
 			arena->empty[cls]--;
-		got += zone_take(zone, chunk + got, meta + got, want - got);
+		got += zone_take(zone, out + got, want - got);
 		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
@@ -195,18 +194,18 @@ static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uint32_t i
 
 /* Gives chunks (validated by the caller) back to the arenas owning their
  * zones, taking each arena's lock once per run of chunks it owns. */
-void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count)
+void arena_return(const struct ftm_slot *chunks, uint32_t count)
 {
 	struct ftm_arena *locked = NULL;
 	for (uint32_t i = 0; i < count; i++) {
-		struct ftm_zone *zone = pagemap_zone(chunk[i]);
+		struct ftm_zone *zone = pagemap_zone(chunks[i].chunk);
 		if (zone->arena != locked) {
 			if (locked)
 				arena_unlock(locked);
 			locked = zone->arena;
 			arena_lock(locked);
 		}
-		arena_put(locked, zone, (uint32_t)(meta[i] - zone->meta));
+		arena_put(locked, zone, (uint32_t)(chunks[i].meta - zone->meta));
 	}
 	if (locked)
 		arena_unlock(locked);
@@ -215,9 +214,8 @@ void arena_return(void *const *chunk, uint16_t *const *meta, uint32_t count)
 /* One chunk straight from the arena, for a thread that has no cache. */
 void *arena_alloc_one(uint32_t cls)
 {
-	void *chunk;
-	uint16_t *meta;
-	return arena_refill(arena_for_thread(), cls, &chunk, &meta, 1) ? chunk : NULL;
+	struct ftm_slot one;
+	return arena_refill(arena_for_thread(), cls, &one, 1) ? one.chunk : NULL;
 }
 
 /* Gives every empty zone kept in reserve back to the OS; returns the bytes

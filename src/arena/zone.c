@@ -158,21 +158,19 @@ static uint32_t free_list_next(struct ftm_zone *zone, uint32_t index)
 
 /* Hands up to `want` chunks, with their state slots, to a thread cache;
  * they become FTM_META_CACHED. */
-uint32_t zone_take(struct ftm_zone *zone, void **chunk, uint16_t **meta, uint32_t want)
+uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want)
 {
 	uint32_t got = 0;
 	while (got < want && zone->free_head) {
 		uint32_t i = zone->free_head - 1;
 		zone->free_head = free_list_next(zone, i);
 		meta_store(zone, i, FTM_META_CACHED);
-		chunk[got] = zone_chunk(zone, i);
-		meta[got++] = meta_slot(zone, i);
+		out[got++] = (struct ftm_slot){zone_chunk(zone, i), meta_slot(zone, i)};
 	}
 	while (got < want && zone->carved < zone->capacity) {
 		uint32_t i = zone->carved++;
 		meta_store(zone, i, FTM_META_CACHED);
-		chunk[got] = zone_chunk(zone, i);
-		meta[got++] = meta_slot(zone, i);
+		out[got++] = (struct ftm_slot){zone_chunk(zone, i), meta_slot(zone, i)};
 	}
 	zone->used += got;
 	return got;

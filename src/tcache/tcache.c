@@ -33,7 +33,11 @@ static void tcache_thread_exit(void *arg);
 
 void tcache_init_geometry(void)
 {
-	tcache_bytes = (sizeof(struct ftm_tcache) + ftm_page_size - 1) & ~(ftm_page_size - 1);
+	size_t slots = 0;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
+		slots += ftm_classes[cls].tcache_cap;
+	tcache_bytes = sizeof(struct ftm_tcache) + slots * sizeof(struct ftm_slot);
+	tcache_bytes = (tcache_bytes + ftm_page_size - 1) & ~(ftm_page_size - 1);
 	pthread_key_create(&exit_key, tcache_thread_exit);
 }
 
@@ -51,16 +55,17 @@ struct ftm_tcache *tcache_attach(void)
 	if (!tc && !(tc = os_map(tcache_bytes)))
 		return NULL;
 	tc->arena = arena_bind();
+	struct ftm_slot *slots = tc->slots;
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
 		const struct ftm_class *c = &ftm_classes[cls];
-		struct ftm_bin *bin = &tc->bins[cls];
-		/* the counts and counters only: a whole-bin assignment would also
-		 * zero its 512 bytes of slots: 6% of thread_churn's instructions */
-		bin->count = 0;
-		bin->cap = c->tcache_cap;
-		bin->live = FTM_META_LIVE + c->size;
-		bin->batch = c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH;
-		bin->refilled = bin->frees = bin->misses = bin->flushed = 0;
+		tc->bins[cls] = (struct ftm_bin){
+		    .top = slots,
+		    .base = slots,
+		    .end = slots + c->tcache_cap,
+		    .live = FTM_META_LIVE + c->size,
+		    .batch = c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH,
+		};
+		slots += c->tcache_cap;
 	}
 	pthread_mutex_lock(&pool_lock);
 	tc->live_prev = NULL;
@@ -77,21 +82,17 @@ struct ftm_tcache *tcache_attach(void)
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
-	void **chunk = bin->chunk + bin->count;
-	uint16_t **meta = bin->meta + bin->count;
-	uint32_t got = arena_refill(tc->arena, cls, chunk, meta, bin->batch);
+	struct ftm_slot *in = bin->top;
+	uint32_t got = arena_refill(tc->arena, cls, in, bin->batch);
 	bin->batch = 2 * bin->batch < ftm_classes[cls].batch ? 2 * bin->batch : ftm_classes[cls].batch;
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
-		void *c = chunk[i];
-		uint16_t *m = meta[i];
-		chunk[i] = chunk[j];
-		meta[i] = meta[j];
-		chunk[j] = c;
-		meta[j] = m;
+		struct ftm_slot swap = in[i];
+		in[i] = in[j];
+		in[j] = swap;
 	}
-	bin->count += got;
+	bin->top += got;
 	bin->refilled += got;
 	tc->refills++;
 	return got;
@@ -101,13 +102,13 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
-	if (bin->count <= keep)
+	uint32_t count = bin_count(bin);
+	if (count <= keep)
 		return;
-	uint32_t out = bin->count - keep;
-	arena_return(bin->chunk, bin->meta, out);
-	memmove(bin->chunk, bin->chunk + out, keep * sizeof(*bin->chunk));
-	memmove(bin->meta, bin->meta + out, keep * sizeof(*bin->meta));
-	bin->count = keep;
+	uint32_t out = count - keep;
+	arena_return(bin->base, out);
+	memmove(bin->base, bin->base + out, keep * sizeof(*bin->base));
+	bin->top = bin->base + keep;
 	bin->flushed += out;
 	tc->flushes++;
 }

@@ -28,16 +28,16 @@ Test(tcache, refill_then_push_and_pop)
 	uint32_t cls = size_class(100);
 	const struct ftm_class *c = &ftm_classes[cls];
 	struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
-	uint32_t start = bin->count;
+	uint32_t start = bin_count(bin);
 	cr_assert_gt(start, 0, "a batch was taken and one chunk handed out");
 	void *second = ftm_malloc(100);
 	cr_assert_eq((char *)second - (char *)first, (ptrdiff_t)c->size, "next malloc is the next chunk up");
-	cr_assert_eq(bin->count, start - 1);
+	cr_assert_eq(bin_count(bin), start - 1);
 	ftm_free(first);
-	cr_assert_eq(bin->count, start);
-	cr_assert_eq(bin->chunk[bin->count - 1], first);
+	cr_assert_eq(bin_count(bin), start);
+	cr_assert_eq(bin->top[-1].chunk, first);
 	struct ftm_zone *zone = pagemap_zone(first);
-	cr_assert_eq(bin->meta[bin->count - 1], &zone->meta[zone_chunk_index(zone, first)],
+	cr_assert_eq(bin->top[-1].meta, &zone->meta[zone_chunk_index(zone, first)],
 		     "the chunk's state slot rides beside it");
 	cr_assert_eq(ftm_malloc(99), first, "LIFO: the chunk just freed comes back first");
 }
@@ -51,21 +51,56 @@ Test(tcache, overflow_flushes_older_half)
 	for (uint32_t i = 0; i < n; i++)
 		p[i] = ftm_malloc(48);
 	struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
-	uint32_t start = bin->count;
+	uint32_t start = bin_count(bin);
 	uint32_t frees = c->tcache_cap - start + 1; /* the last one overflows */
 	for (uint32_t i = 0; i < frees; i++)
 		ftm_free(p[i]);
-	cr_assert_eq(bin->count, c->tcache_cap / 2 + 1);
-	cr_assert_eq(bin->chunk[bin->count - 1], p[frees - 1], "most recent stays on top");
-	for (uint32_t i = 0; i < bin->count; i++) {
-		struct ftm_zone *z = pagemap_zone(bin->chunk[i]);
-		cr_assert_eq(bin->meta[i], &z->meta[zone_chunk_index(z, bin->chunk[i])],
+	cr_assert_eq(bin_count(bin), c->tcache_cap / 2 + 1);
+	cr_assert_eq(bin->top[-1].chunk, p[frees - 1], "most recent stays on top");
+	for (uint32_t i = 0; i < bin_count(bin); i++) {
+		struct ftm_zone *z = pagemap_zone(bin->base[i].chunk);
+		cr_assert_eq(bin->base[i].meta, &z->meta[zone_chunk_index(z, bin->base[i].chunk)],
 			     "chunk %u kept its state slot through the flush", i);
 	}
 	struct ftm_zone *zone = pagemap_zone(p[0]);
 	cr_assert_leq(meta_load(zone, zone_chunk_index(zone, p[0])), FTM_META_FREE_MAX,
 		      "the oldest went back to its zone");
 	cr_assert_eq(meta_load(zone, zone_chunk_index(zone, p[frees - 1])), FTM_META_CACHED);
+}
+
+/* Each bin owns its class's cap of slots, back to back in class order, and
+ * a full bin of the largest class leaves its neighbour's slots alone. */
+Test(tcache, bins_are_sized_by_class_cap)
+{
+	ftm_free(ftm_malloc(16));
+	struct ftm_tcache *tc = ftm_tls_tcache;
+	uint32_t total = 0;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++) {
+		struct ftm_bin *bin = &tc->bins[cls];
+		cr_assert_eq(bin->base, cls ? tc->bins[cls - 1].end : tc->slots, "class %u", cls);
+		cr_assert_eq(bin->end - bin->base, ftm_classes[cls].tcache_cap, "class %u", cls);
+		total += ftm_classes[cls].tcache_cap;
+	}
+	cr_assert_lt(total, FTM_CLASS_COUNT * FTM_TCACHE_MAX / 2, "under half of uniform bins");
+
+	uint32_t last = FTM_CLASS_COUNT - 1;
+	size_t size = ftm_classes[last].size, below = ftm_classes[last - 1].size;
+	void *neighbour = ftm_malloc(below);
+	ftm_free(neighbour);
+	struct ftm_bin *nbin = &tc->bins[last - 1];
+	struct ftm_slot saved = nbin->top[-1];
+	cr_assert_eq(saved.chunk, neighbour);
+	void *p[FTM_TCACHE_MAX + 1];
+	uint32_t n = ftm_classes[last].tcache_cap + 1;
+	for (uint32_t i = 0; i < n; i++)
+		p[i] = ftm_malloc(size);
+	for (uint32_t i = 0; i < n; i++)
+		ftm_free(p[i]);
+	struct ftm_bin *bin = &tc->bins[last];
+	cr_assert_leq(bin_count(bin), ftm_classes[last].tcache_cap);
+	cr_assert_eq(bin->top[-1].chunk, p[n - 1]);
+	cr_assert_eq(nbin->top[-1].chunk, saved.chunk);
+	cr_assert_eq(nbin->top[-1].meta, saved.meta);
 }
 
 /* In a new thread, a class's refills take 4, 8, then the class's batch. */
@@ -79,8 +114,8 @@ static void *count_refills(void *arg)
 	for (int r = 0; r < 4; r++) {
 		held[n++] = ftm_malloc(100); /* the bin is empty: this refills */
 		bin = &ftm_tls_tcache->bins[cls];
-		sizes[r] = bin->count + 1;
-		while (bin->count)
+		sizes[r] = bin_count(bin) + 1;
+		while (bin_count(bin))
 			held[n++] = ftm_malloc(100);
 	}
 	for (uint32_t i = 0; i < n; i++)

@@ -39,12 +39,11 @@ Test(zone, carves_in_order_and_registers)
 		cr_assert_eq(pagemap_zone((char *)base + off), zone);
 	cr_assert_eq(zone_check(zone), true);
 
-	void *chunks[10];
-	uint16_t *meta[10];
-	cr_assert_eq(zone_take(zone, chunks, meta, 10), 10);
+	struct ftm_slot chunks[10];
+	cr_assert_eq(zone_take(zone, chunks, 10), 10);
 	for (uint32_t i = 0; i < 10; i++) {
-		cr_assert_eq(meta[i], &zone->meta[i]);
-		cr_assert_eq(chunks[i], zone_chunk(zone, i));
+		cr_assert_eq(chunks[i].meta, &zone->meta[i]);
+		cr_assert_eq(chunks[i].chunk, zone_chunk(zone, i));
 		cr_assert_eq(meta_load(zone, i), FTM_META_CACHED);
 	}
 	cr_assert_eq(zone->carved, 10);
@@ -55,15 +54,14 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(meta_load(zone, 7), 3 + 1, "a free chunk's state links to the next free one");
 	cr_assert_eq(meta_load(zone, 3), 0, "end of the list");
 	cr_assert_eq(zone->used, 8);
-	void *again[3];
-	uint16_t *again_meta[3];
-	cr_assert_eq(zone_take(zone, again, again_meta, 3), 3);
-	cr_assert_eq(again[0], chunks[7], "free list is LIFO");
-	cr_assert_eq(again_meta[0], &zone->meta[7]);
-	cr_assert_eq(again[1], chunks[3]);
-	cr_assert_eq(again_meta[1], &zone->meta[3]);
-	cr_assert_eq(again[2], zone_chunk(zone, 10), "then carving resumes");
-	cr_assert_eq(again_meta[2], &zone->meta[10]);
+	struct ftm_slot again[3];
+	cr_assert_eq(zone_take(zone, again, 3), 3);
+	cr_assert_eq(again[0].chunk, chunks[7].chunk, "free list is LIFO");
+	cr_assert_eq(again[0].meta, &zone->meta[7]);
+	cr_assert_eq(again[1].chunk, chunks[3].chunk);
+	cr_assert_eq(again[1].meta, &zone->meta[3]);
+	cr_assert_eq(again[2].chunk, zone_chunk(zone, 10), "then carving resumes");
+	cr_assert_eq(again[2].meta, &zone->meta[10]);
 
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone((void *)base));
@@ -74,11 +72,10 @@ Test(zone, takes_everything_then_stops)
 	uint32_t cls = FTM_CLASS_COUNT - 1;
 	const struct ftm_class *c = &ftm_classes[cls];
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	void *chunks[256];
-	uint16_t *meta[256];
-	cr_assert_eq(zone_take(zone, chunks, meta, 256), c->capacity);
-	cr_assert_eq(meta[c->capacity - 1], &zone->meta[c->capacity - 1]);
-	cr_assert_eq(zone_take(zone, chunks, meta, 1), 0);
+	struct ftm_slot chunks[256];
+	cr_assert_eq(zone_take(zone, chunks, 256), c->capacity);
+	cr_assert_eq(chunks[c->capacity - 1].meta, &zone->meta[c->capacity - 1]);
+	cr_assert_eq(zone_take(zone, chunks, 1), 0);
 	zone_destroy(zone);
 }
 
@@ -86,22 +83,20 @@ Test(zone, write_after_free_is_harmless)
 {
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	void *chunks[4];
-	uint16_t *meta[4];
-	zone_take(zone, chunks, meta, 4);
+	struct ftm_slot chunks[4];
+	cr_assert_eq(zone_take(zone, chunks, 4), 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* the program writes into chunks it freed: the allocator keeps
 	 * nothing there, so the next chunks handed out are unchanged */
-	memset(chunks[0], 0x41, 64);
-	memset(chunks[1], 0x41, 64);
-	void *got[3];
-	uint16_t *got_meta[3];
-	cr_assert_eq(zone_take(zone, got, got_meta, 3), 3);
-	cr_assert_eq(got[0], chunks[1]);
-	cr_assert_eq(got[1], chunks[0]);
-	cr_assert_eq(got[2], zone_chunk(zone, 4));
-	cr_assert_eq(got_meta[2], &zone->meta[4]);
+	memset(chunks[0].chunk, 0x41, 64);
+	memset(chunks[1].chunk, 0x41, 64);
+	struct ftm_slot got[3];
+	cr_assert_eq(zone_take(zone, got, 3), 3);
+	cr_assert_eq(got[0].chunk, chunks[1].chunk);
+	cr_assert_eq(got[1].chunk, chunks[0].chunk);
+	cr_assert_eq(got[2].chunk, zone_chunk(zone, 4));
+	cr_assert_eq(got[2].meta, &zone->meta[4]);
 	zone_destroy(zone);
 }
 
@@ -110,19 +105,17 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	ftm_ensure_init();
 	uint32_t cls = size_class(64);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
-	void *chunks[4];
-	uint16_t *meta[4];
-	zone_take(zone, chunks, meta, 4);
+	struct ftm_slot chunks[4];
+	cr_assert_eq(zone_take(zone, chunks, 4), 4);
 	zone_put(zone, 0);
 	zone_put(zone, 1);
 	/* an overflow into the state array rewrites chunk 1's link */
 	meta_store(zone, 1, 3000);
-	void *got[4];
-	uint16_t *got_meta[4];
-	uint32_t n = zone_take(zone, got, got_meta, 4);
+	struct ftm_slot got[4];
+	uint32_t n = zone_take(zone, got, 4);
 	cr_assert_eq(n, 4);
-	cr_assert_eq(got[0], chunks[1], "the head is still good");
-	cr_assert_eq(got[1], zone_chunk(zone, 4),
+	cr_assert_eq(got[0].chunk, chunks[1].chunk, "the head is still good");
+	cr_assert_eq(got[1].chunk, zone_chunk(zone, 4),
 		     "the bad link is dropped with the rest of the list, carving goes on");
 	char want[128];
 	snprintf(want, sizeof(want), "ft_malloc: malloc(): corrupted free list in zone of %p\n",
@@ -176,12 +169,11 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	uint32_t cls = size_class(100);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	cr_assert_not_null(zone);
-	void *taken;
-	uint16_t *meta;
-	cr_assert_eq(zone_take(zone, &taken, &meta, 1), 1);
-	char *chunk = taken;
+	struct ftm_slot taken;
+	cr_assert_eq(zone_take(zone, &taken, 1), 1);
+	char *chunk = taken.chunk;
 	memset(chunk, 0x5a, 100);
-	zone_put(zone, (uint32_t)(meta - zone->meta));
+	zone_put(zone, (uint32_t)(taken.meta - zone->meta));
 	zone_destroy(zone);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
 	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal");
@@ -195,8 +187,8 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	cr_assert_eq(again->used, 0);
 	cr_assert_eq(again->free_head, 0);
 	cr_assert_eq(meta_load(again, 0), 0, "chunk 0's state is fresh again");
-	cr_assert_eq(zone_take(again, &taken, &meta, 1), 1);
-	cr_assert_eq(taken, chunk, "carving starts over");
+	cr_assert_eq(zone_take(again, &taken, 1), 1);
+	cr_assert_eq(taken.chunk, chunk, "carving starts over");
 	zone_destroy(again);
 }
 
