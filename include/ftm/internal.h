@@ -183,7 +183,9 @@ static inline bool meta_replace(struct ftm_zone *zone, size_t index, uint16_t se
 /* ---- arena/arena.c ------------------------------------------------------- */
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 extern uint32_t ftm_arena_count;
+extern uint32_t ftm_arena_threads[FTM_MAX_ARENAS]; /* threads bound to each arena now */
 void arena_init_all(uint32_t count);
+uint32_t arena_index(const struct ftm_arena *arena);
 struct ftm_arena *arena_bind(void);
 void arena_unbind(struct ftm_arena *arena);
 struct ftm_arena *arena_for_thread(void);

@@ -134,9 +134,7 @@ struct ftm_arena_stats {
 };
 
 struct ftm_arena {
-	struct ftm_lock lock;                      /* guards everything below but threads */
-	uint32_t index;                            /* position in ftm_arenas[] */
-	uint32_t threads;                          /* threads bound to it now (atomic, no lock) */
+	struct ftm_lock lock;                      /* guards everything below */
 	uint32_t empty[FTM_CLASS_COUNT];           /* empty zones kept per class */
 	struct ftm_zone *avail[FTM_CLASS_COUNT];   /* zones with a free chunk */
 	struct ftm_zone *zones;                    /* every zone of this arena */

@@ -65,7 +65,7 @@ static void dump_zone(const struct ftm_zone *zone, void *ctx)
 	out_str(o, "{\"type\":\"zone\"");
 	field_hex(o, "addr", zone_base(zone));
 	field_str(o, "kind", zone->cls < FTM_TINY_CLASSES ? "TINY" : "SMALL");
-	field_dec(o, "arena", zone->arena->index);
+	field_dec(o, "arena", arena_index(zone->arena));
 	field_dec(o, "class", zone->cls);
 	field_dec(o, "chunk_size", zone->size);
 	field_dec(o, "size", (uint64_t)1 << ftm_classes[zone->cls].zone_shift);

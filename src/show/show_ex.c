@@ -47,7 +47,7 @@ static void show_zone_ex(const struct ftm_zone *zone, void *ctx)
 	out_str(o, " - ");
 	out_hex(o, zone_base(zone) + zone_bytes(zone));
 	out_str(o, " arena ");
-	out_dec(o, zone->arena->index);
+	out_dec(o, arena_index(zone->arena));
 	out_str(o, ", class ");
 	out_dec(o, zone->size);
 	out_str(o, " B, chunks ");

@@ -7,6 +7,8 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ft_malloc.h"
 #include "ftm/internal.h"
@@ -17,9 +19,9 @@ static void counts(uint32_t a0, uint32_t a1, uint32_t a2)
 {
 	cr_assert_geq(ftm_arena_count, 1);
 	arena_init_all(3);
-	ftm_arenas[0].threads = a0;
-	ftm_arenas[1].threads = a1;
-	ftm_arenas[2].threads = a2;
+	ftm_arena_threads[0] = a0;
+	ftm_arena_threads[1] = a1;
+	ftm_arena_threads[2] = a2;
 }
 
 Test(arena, bind_takes_the_least_busy_lowest_first)
@@ -29,9 +31,9 @@ Test(arena, bind_takes_the_least_busy_lowest_first)
 	cr_assert_eq(arena_bind(), &ftm_arenas[1]);
 	cr_assert_eq(arena_bind(), &ftm_arenas[2]);
 	cr_assert_eq(arena_bind(), &ftm_arenas[0], "all tied at one: the lowest index");
-	cr_assert_eq(ftm_arenas[0].threads, 2);
+	cr_assert_eq(ftm_arena_threads[0], 2);
 	arena_unbind(&ftm_arenas[1]);
-	cr_assert_eq(ftm_arenas[1].threads, 0);
+	cr_assert_eq(ftm_arena_threads[1], 0);
 	cr_assert_eq(arena_bind(), &ftm_arenas[1], "the place given back is taken again");
 }
 
@@ -43,19 +45,19 @@ Test(arena, threads_one_after_the_other_reuse_one_arena)
 		cr_assert_eq(a, &ftm_arenas[1], "worker %d", i);
 		arena_unbind(a);
 	}
-	cr_assert_eq(ftm_arenas[1].threads, 0);
+	cr_assert_eq(ftm_arena_threads[1], 0);
 }
 
 Test(arena, fork_child_keeps_only_its_own_binding)
 {
 	counts(4, 3, 5);
 	arena_reinit_after_fork(&ftm_arenas[2]);
-	cr_assert_eq(ftm_arenas[0].threads, 0);
-	cr_assert_eq(ftm_arenas[1].threads, 0);
-	cr_assert_eq(ftm_arenas[2].threads, 1);
+	cr_assert_eq(ftm_arena_threads[0], 0);
+	cr_assert_eq(ftm_arena_threads[1], 0);
+	cr_assert_eq(ftm_arena_threads[2], 1);
 	cr_assert_eq(ftm_arenas[2].lock.state, 0);
 	arena_reinit_after_fork(NULL);
-	cr_assert_eq(ftm_arenas[2].threads, 0);
+	cr_assert_eq(ftm_arena_threads[2], 0);
 }
 
 static void *malloc_once(void *arg)
@@ -73,7 +75,7 @@ Test(arena, thread_is_bound_until_it_exits)
 	struct ftm_arena *mine = ftm_tls_tcache->arena;
 	uint32_t before[FTM_MAX_ARENAS];
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
-		before[i] = ftm_arenas[i].threads;
+		before[i] = ftm_arena_threads[i];
 	struct ftm_arena *theirs = NULL;
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, malloc_once, &theirs), 0);
@@ -82,5 +84,22 @@ Test(arena, thread_is_bound_until_it_exits)
 	if (ftm_arena_count > 1)
 		cr_assert_neq(theirs, mine, "the other thread went to a less busy arena");
 	for (uint32_t i = 0; i < ftm_arena_count; i++)
-		cr_assert_eq(ftm_arenas[i].threads, before[i], "arena %u: the exit gave its place back", i);
+		cr_assert_eq(ftm_arena_threads[i], before[i], "arena %u: the exit gave its place back", i);
+}
+
+/* Starting up touches no arena: a process faults in the pages of the
+ * arenas its threads use, not those of all 2 x CPUs of them. Past the
+ * first two (whose pages this test's own allocations may share), no page
+ * of the array is resident. */
+Test(arena, start_up_leaves_unused_arenas_untouched)
+{
+	ftm_free(ftm_malloc(64));
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t from = ((uintptr_t)&ftm_arenas[2] + page - 1) & ~(page - 1);
+	uintptr_t to = (uintptr_t)&ftm_arenas[FTM_MAX_ARENAS] & ~(page - 1);
+	cr_assert_gt(to, from);
+	static unsigned char vec[FTM_MAX_ARENAS * sizeof(struct ftm_arena) / 4096 + 1];
+	cr_assert_eq(mincore((void *)from, to - from, vec), 0);
+	for (uintptr_t i = 0; i < (to - from) / page; i++)
+		cr_assert_eq(vec[i] & 1, 0, "page %lu of the unused arenas is resident", (unsigned long)i);
 }
