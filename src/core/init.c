@@ -14,10 +14,10 @@ size_t ftm_page_size = 4096;
 extern char **environ;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* fork: every lock is taken in one fixed order (registry, arenas by index,
- * cache pool, call sites) so the child starts with consistent structures; the child
- * re-initializes the locks rather than unlocking what its parent's threads
- * held. */
+/* fork: every lock is taken in one fixed order (registry, the open arenas
+ * by index, cache pool, call sites) so the child starts with consistent
+ * structures; the child re-initializes the locks rather than unlocking what
+ * its parent's threads held. */
 static void fork_prepare(void)
 {
 	large_lock();

@@ -9,7 +9,8 @@
  * usually done within a batch's time, then sleeps on a futex (state 2 says
  * someone may be asleep, so the holder wakes one on release).
  *
- * After fork the child sets every lock back to 0 (core/init.c).
+ * After fork the child sets every lock its parent took back to 0
+ * (core/init.c).
  */
 #include "ftm/internal.h"
 

@@ -103,3 +103,32 @@ Test(arena, start_up_leaves_unused_arenas_untouched)
 	for (uintptr_t i = 0; i < (to - from) / page; i++)
 		cr_assert_eq(vec[i] & 1, 0, "page %lu of the unused arenas is resident", (unsigned long)i);
 }
+
+/* fork and show_alloc_mem lock the arenas a thread was handed, not every
+ * arena (unlocking them in a fork child would copy each one's page); the
+ * set cannot change while they are held. */
+Test(arena, lock_all_takes_the_open_arenas_only)
+{
+	arena_init_all(8);
+	for (uint32_t i = 0; i < 8; i++)
+		ftm_arena_threads[i] = 0;
+	struct ftm_arena *first = arena_bind();
+	ftm_arena_threads[1] = ftm_arena_threads[2] = 5;
+	struct ftm_arena *second = arena_bind();
+	cr_assert_eq(first, &ftm_arenas[0]);
+	cr_assert_eq(second, &ftm_arenas[3]);
+	arena_lock_all();
+	for (uint32_t i = 0; i < 8; i++)
+		cr_assert_eq(ftm_arenas[i].lock.state != 0, i == 0 || i == 3, "arena %u", i);
+	cr_assert_not(arena_trylock_all(), "held: a second taker fails");
+	arena_unlock_all();
+	for (uint32_t i = 0; i < 8; i++)
+		cr_assert_eq(ftm_arenas[i].lock.state, 0, "arena %u", i);
+	cr_assert(arena_trylock_all());
+	cr_assert_neq(ftm_arenas[3].lock.state, 0);
+	cr_assert_eq(ftm_arenas[4].lock.state, 0);
+	arena_unlock_all();
+	arena_reinit_after_fork(second);
+	cr_assert_eq(ftm_arena_threads[3], 1);
+	cr_assert_eq(ftm_arena_threads[0], 0);
+}
