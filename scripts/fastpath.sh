@@ -23,6 +23,12 @@ declare -A libs=(
 	[mimalloc]="$(lib_of libmimalloc2.0 libmimalloc)"
 	[ft_malloc]="$PWD/libft_malloc.so"
 )
+present=() # the allocators installed here, glibc always
+for name in glibc jemalloc tcmalloc mimalloc ft_malloc; do
+	if [ "$name" = glibc ] || [ -n "${libs[$name]}" ]; then
+		present+=("$name")
+	fi
+done
 n=100000
 count() { # LIB ROUNDS SIZE -> total instructions
 	local out
@@ -64,9 +70,8 @@ split_counts() { # ROUNDS -> "malloc free total" instructions for ft_malloc, 64 
 	echo
 	echo "| allocator | 16 B | 64 B | 256 B | 1000 B | 4000 B |"
 	echo "|---|---:|---:|---:|---:|---:|"
-	for name in glibc jemalloc tcmalloc mimalloc ft_malloc; do
+	for name in "${present[@]}"; do
 		lib=${libs[$name]}
-		[ "$name" = glibc ] || [ -n "$lib" ] || continue
 		row="| $name"
 		for size in 16 64 256 1000 4000; do
 			a=$(count "$lib" "$n" "$size")
@@ -98,9 +103,8 @@ split_counts() { # ROUNDS -> "malloc free total" instructions for ft_malloc, 64 
 	echo
 	echo "| allocator | instructions per pair |"
 	echo "|---|---:|"
-	for name in glibc jemalloc tcmalloc mimalloc ft_malloc; do
+	for name in "${present[@]}"; do
 		lib=${libs[$name]}
-		[ "$name" = glibc ] || [ -n "$lib" ] || continue
 		a=$(mix_counts "$lib" "$mix")
 		b=$(mix_counts "$lib" $((2 * mix)))
 		awk -v a="$a" -v b="$b" -v n="$mix" -v name="$name" 'BEGIN {
