@@ -183,6 +183,7 @@ static inline bool meta_replace(struct ftm_zone *zone, size_t index, uint16_t se
 /* ---- arena/arena.c ------------------------------------------------------- */
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 extern uint32_t ftm_arena_count;
+extern struct ftm_zone_pages ftm_zone_pages;
 extern uint32_t ftm_arena_threads[FTM_MAX_ARENAS]; /* threads bound to each arena now */
 void arena_init_all(uint32_t count);
 uint32_t arena_index(const struct ftm_arena *arena);
@@ -314,7 +315,6 @@ static inline void ftm_ensure_init(void)
 enum ftm_option_id {
 	FTM_OPT_ARENAS,         /* number of arenas (0: one per CPU) */
 	FTM_OPT_ABORT_ON_ERROR, /* abort() after reporting bad input */
-	FTM_OPT_ZONE_RESERVE,   /* empty zones an arena keeps per class */
 	FTM_OPT_VERBOSE,        /* print the options in force at start-up */
 	FTM_OPT_SCRIBBLE,       /* fill new chunks with 0xAA, freed ones with 0x55 */
 	FTM_OPT_GUARD,          /* canary after small payloads, PROT_NONE page after LARGE */
@@ -326,7 +326,7 @@ enum ftm_option_id {
 	FTM_OPT_DUMP_SIGNAL,    /* signal number that writes the JSON dump */
 	FTM_OPT_SHOW_FULL,      /* show_alloc_mem_ex dumps whole blocks */
 	FTM_OPT_CALLERS,        /* record each block's call site for the leak report */
-	FTM_OPT_DECAY_MS,       /* freed LARGE ranges idle this long go back to the OS */
+	FTM_OPT_DECAY_MS,       /* idle zones and freed LARGE ranges go back to the OS after this */
 	FTM_OPT_COUNT
 };
 extern long ftm_options[FTM_OPT_COUNT];

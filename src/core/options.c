@@ -20,7 +20,6 @@ static const struct {
 } option_table[FTM_OPT_COUNT] = {
     [FTM_OPT_ARENAS] = {"ARENAS", OPT_COUNT, 0},
     [FTM_OPT_ABORT_ON_ERROR] = {"ABORT_ON_ERROR", OPT_BOOL, 0},
-    [FTM_OPT_ZONE_RESERVE] = {"ZONE_RESERVE", OPT_COUNT, 1},
     [FTM_OPT_VERBOSE] = {"VERBOSE", OPT_BOOL, 0},
     [FTM_OPT_SCRIBBLE] = {"SCRIBBLE", OPT_BOOL, 0},
     [FTM_OPT_GUARD] = {"GUARD", OPT_BOOL, 0},

@@ -1,0 +1,172 @@
+/*
+ * Idle zones (src/arena/arena.c): a zone whose last chunk comes back stays
+ * mapped, pages and all, and serves its class again before any new zone is
+ * made; idle zones give way, oldest first, when another class carves past
+ * the process's busy peak (the newest idle zone of each class excepted);
+ * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
+ * The page counts (ftm_zone_pages) match the zones after every step.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "ft_malloc.h"
+#include "ftm/internal.h"
+
+#define BATCH 64
+
+static struct ftm_arena *arena;
+static struct ftm_slot *slots;
+
+/* One open arena, all zeros, used by nothing but the test. */
+static void init(void)
+{
+	arena_init_all(1);
+	arena = arena_for_thread();
+	cr_assert_eq(arena, &ftm_arenas[0]);
+	cr_assert_eq(arena->zones, NULL, "the test process made no zone before");
+	slots = malloc(8 * 4096 * sizeof(*slots));
+	cr_assert_not_null(slots);
+}
+
+TestSuite(idle, .init = init);
+
+static uint32_t capacity(uint32_t cls)
+{
+	return ftm_classes[cls].capacity;
+}
+
+static uint64_t page_round(uint64_t n)
+{
+	return (n + ftm_page_size - 1) & ~((uint64_t)ftm_page_size - 1);
+}
+
+/* Takes n chunks of class cls from the arena into slots[at..]. */
+static void take(uint32_t cls, uint32_t at, uint32_t n)
+{
+	for (uint32_t got = 0; got < n;) {
+		uint32_t want = n - got < BATCH ? n - got : BATCH;
+		uint32_t one = arena_refill(arena, cls, slots + at + got, want);
+		cr_assert_eq(one, want, "class %u: refill of %u", cls, want);
+		got += one;
+	}
+}
+
+static void give(uint32_t at, uint32_t n)
+{
+	for (uint32_t done = 0; done < n; done += BATCH)
+		arena_return(slots + at + done, n - done < BATCH ? n - done : BATCH);
+}
+
+static uint32_t idle_count(uint32_t cls)
+{
+	uint32_t n = 0;
+	for (const struct ftm_zone *z = arena->idle[cls]; z; z = z->avail_next) {
+		cr_assert_eq(z->used, 0, "an idle zone has nothing handed out");
+		cr_assert_neq(z->idle_since, 0);
+		n++;
+	}
+	return n;
+}
+
+/* The process-wide page counts are what the zones say they are (only this
+ * arena has any). */
+static void check_counts(void)
+{
+	uint64_t carved = 0, idle = 0;
+	for (const struct ftm_zone *z = arena->zones; z; z = z->all_next) {
+		uint64_t bytes = page_round((uint64_t)z->carved * z->size);
+		carved += bytes;
+		if (z->idle_since)
+			idle += bytes;
+	}
+	cr_assert_eq(ftm_zone_pages.carved, carved, "carved bytes: %lu, zones say %lu",
+		     (unsigned long)ftm_zone_pages.carved, (unsigned long)carved);
+	cr_assert_eq(ftm_zone_pages.idle, idle, "idle bytes: %lu, zones say %lu",
+		     (unsigned long)ftm_zone_pages.idle, (unsigned long)idle);
+}
+
+Test(idle, emptied_zones_stay_and_serve_their_class_again)
+{
+	uint32_t cls = 2, n = 3 * capacity(cls);
+	take(cls, 0, n);
+	cr_assert_eq(arena->by_class[cls].zones_mapped, 3);
+	check_counts();
+	give(0, n);
+	cr_assert_eq(idle_count(cls), 3, "all three zones are idle");
+	cr_assert_eq(arena->by_class[cls].zones_unmapped, 0);
+	cr_assert_eq(ftm_zone_pages.idle, ftm_zone_pages.carved, "every carved page is idle");
+	check_counts();
+	take(cls, 0, n);
+	cr_assert_eq(arena->by_class[cls].zones_mapped, 3, "no new zone: the idle ones served");
+	cr_assert_eq(idle_count(cls), 0);
+	cr_assert_eq(ftm_zone_pages.idle, 0);
+	check_counts();
+}
+
+Test(idle, another_class_carving_past_the_peak_takes_their_place)
+{
+	uint32_t a = 5, b = 9, na = 4 * capacity(a);
+	take(a, 0, na);
+	give(0, na);
+	cr_assert_eq(idle_count(a), 4);
+	uint64_t a_bytes = ftm_zone_pages.idle;
+	/* class b carves twice what class a had: the busy peak moves up to b's
+	 * pages, and a's idle pages no longer fit beside them */
+	uint32_t nb = (uint32_t)(2 * a_bytes / ftm_classes[b].size);
+	take(b, 0, nb);
+	cr_assert_eq(arena->by_class[a].zones_unmapped, 3, "a's older idle zones went");
+	cr_assert_eq(idle_count(a), 1, "a's newest idle zone stays");
+	cr_assert_eq(arena->by_class[b].zones_unmapped, 0);
+	cr_assert_geq(ftm_zone_pages.busy_peak, ftm_zone_pages.carved - ftm_zone_pages.idle);
+	check_counts();
+	give(0, nb);
+	check_counts();
+}
+
+Test(idle, each_zone_carved_past_the_peak_takes_one_zone_back)
+{
+	uint32_t a = 5, b = 9, na = 4 * capacity(a), nb = capacity(b);
+	take(a, 0, na);
+	take(b, na, nb);
+	give(0, na);
+	give(na, nb);
+	cr_assert_eq(idle_count(a), 4);
+	cr_assert_eq(idle_count(b), 1);
+	take(b, na, nb); /* b's idle zone again: nothing carved, a's stay */
+	cr_assert_eq(idle_count(a), 4);
+	cr_assert_eq(arena->by_class[b].zones_mapped, 1);
+	take(b, na + nb, nb); /* a second zone of b: one of a's must go */
+	cr_assert_eq(idle_count(a), 3);
+	cr_assert_eq(arena->by_class[a].zones_unmapped, 1);
+	cr_assert_eq(ftm_zone_pages.carved, ftm_zone_pages.busy_peak, "back at the peak, not above it");
+	check_counts();
+}
+
+Test(idle, no_decay_time_gives_them_back_at_once)
+{
+	ftm_options[FTM_OPT_DECAY_MS] = 0;
+	uint32_t cls = 2, n = 2 * capacity(cls);
+	take(cls, 0, n);
+	give(0, n);
+	cr_assert_eq(idle_count(cls), 0);
+	cr_assert_eq(arena->by_class[cls].zones_unmapped, 2);
+	cr_assert_eq(ftm_zone_pages.carved, 0);
+	check_counts();
+}
+
+Test(idle, trim_gives_them_all_back)
+{
+	uint32_t cls = 2, n = 3 * capacity(cls);
+	take(cls, 0, n);
+	give(0, n / 3); /* the first zone empties: idle */
+	size_t zone = (size_t)1 << ftm_classes[cls].zone_shift;
+	cr_assert_eq(idle_count(cls), 1);
+	cr_assert_eq(arena_trim(), zone, "one idle zone released");
+	cr_assert_eq(arena->by_class[cls].zones_unmapped, 1);
+	cr_assert_eq(arena_trim(), 0, "the busy zones stay");
+	check_counts();
+	give(n / 3, n - n / 3);
+	cr_assert_eq(arena_trim(), 2 * zone);
+	cr_assert_eq(ftm_zone_pages.carved, 0);
+	check_counts();
+}
