@@ -98,6 +98,7 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
+struct ftm_zone *zone_recycle(struct ftm_zone *old, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
 uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
 void zone_put(struct ftm_zone *zone, uint32_t index);

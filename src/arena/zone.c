@@ -41,6 +41,7 @@ bool zone_check(const struct ftm_zone *zone)
  * reads it after it was reused computes with the geometry its meta array
  * was sized for: its chunk index stays below capacity (tests/unit/zone.c). */
 
+/* A header for a zone of class cls of the arena (a spare one already is). */
 static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
 {
 	struct ftm_zone *zone = arena->spare_header[cls];
@@ -60,6 +61,8 @@ static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
 	}
 	zone = (struct ftm_zone *)arena->header_next;
 	arena->header_next += need;
+	zone->arena = arena;
+	zone->cls = cls;
 	return zone;
 }
 
@@ -72,7 +75,7 @@ static void header_give(struct ftm_zone *zone)
 	__atomic_store_n(&zone->check, 0, __ATOMIC_RELEASE);
 	memset(zone->meta, 0, (size_t)zone->carved * sizeof(uint16_t));
 	zone->all_next = zone->all_prev = zone->avail_prev = NULL;
-	zone->used = zone->carved = zone->in_avail = zone->free_head = 0;
+	zone->used = zone->carved = zone->in_avail = zone->free_head = zone->warm_bytes = 0;
 	zone->avail_next = arena->spare_header[zone->cls];
 	arena->spare_header[zone->cls] = zone;
 }
@@ -101,22 +104,15 @@ static bool retired_put(struct ftm_arena *arena, uintptr_t base, uint32_t shift)
 	return true;
 }
 
-/* The header is complete before its seal is set, and the seal before the
- * page map names the zone: a free that finds the zone finds it whole. */
-struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
+/* Sets up a header from header_take as its zone on [base, base + the
+ * class's zone size). The header is complete before its seal is set, and
+ * the seal before the page map names the zone: a free that finds the zone
+ * finds it whole. */
+static struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base)
 {
+	uint32_t cls = zone->cls;
 	const struct ftm_class *c = &ftm_classes[cls];
 	size_t size = (size_t)1 << c->zone_shift;
-	struct ftm_zone *zone = header_take(arena, cls);
-	if (!zone)
-		return NULL;
-	zone->arena = arena;
-	zone->cls = cls;
-	uintptr_t base = retired_take(arena, c->zone_shift);
-	if (!base && !(base = (uintptr_t)os_map_aligned(size, size))) {
-		header_give(zone);
-		return NULL;
-	}
 	zone->first = base;
 	zone->inverse = c->inverse;
 	zone->index_shift = c->index_shift;
@@ -130,6 +126,36 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 		return NULL;
 	}
 	return zone;
+}
+
+struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
+{
+	uint32_t shift = ftm_classes[cls].zone_shift;
+	struct ftm_zone *zone = header_take(arena, cls);
+	if (!zone)
+		return NULL;
+	uintptr_t base = retired_take(arena, shift);
+	if (!base && !(base = (uintptr_t)os_map_aligned((size_t)1 << shift, (size_t)1 << shift))) {
+		header_give(zone);
+		return NULL;
+	}
+	return zone_open(zone, base);
+}
+
+/* Ends an empty zone and starts one of class cls (whose zones have the same
+ * size) on its range, pages and all: no fault for the pages it had
+ * touched, no discard. NULL, with `old` untouched, when no header can be
+ * had; the range is already in the page map's leaves, so nothing else can
+ * fail. */
+struct ftm_zone *zone_recycle(struct ftm_zone *old, uint32_t cls)
+{
+	struct ftm_zone *zone = header_take(old->arena, cls);
+	if (!zone)
+		return NULL;
+	uintptr_t base = zone_base(old);
+	pagemap_unregister(base, zone_bytes(old));
+	header_give(old);
+	return zone_open(zone, base);
 }
 
 void zone_destroy(struct ftm_zone *zone)

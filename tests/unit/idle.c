@@ -1,13 +1,16 @@
 /*
  * Idle zones (src/arena/arena.c): a zone whose last chunk comes back stays
  * mapped, pages and all, and serves its class again before any new zone is
- * made; idle zones give way, oldest first, when another class carves past
- * the process's busy peak (the newest idle zone of each class excepted);
+ * made; a new zone of another class with zones of the same size takes over
+ * its range, pages kept; idle zones give way, oldest first, when another
+ * class carves past the process's busy peak and its slack (the newest idle
+ * zone of each class excepted);
  * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
  * The page counts (ftm_zone_pages) match the zones after every step.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ft_malloc.h"
 #include "ftm/internal.h"
@@ -75,6 +78,8 @@ static void check_counts(void)
 	uint64_t carved = 0, idle = 0;
 	for (const struct ftm_zone *z = arena->zones; z; z = z->all_next) {
 		uint64_t bytes = page_round((uint64_t)z->carved * z->size);
+		if (bytes < z->warm_bytes)
+			bytes = z->warm_bytes; /* what a recycled range came with */
 		carved += bytes;
 		if (z->idle_since)
 			idle += bytes;
@@ -103,42 +108,70 @@ Test(idle, emptied_zones_stay_and_serve_their_class_again)
 	check_counts();
 }
 
+/* Class 5's zones are 64 KiB, class 17's (768 bytes) 128 KiB: no zone of
+ * one can take over the other's range. */
+#define SMALL_ZONES 5
+#define BIG_ZONES 17
+
 Test(idle, another_class_carving_past_the_peak_takes_their_place)
 {
-	uint32_t a = 5, b = 9, na = 4 * capacity(a);
+	uint32_t a = SMALL_ZONES, b = BIG_ZONES, na = 4 * capacity(a);
+	cr_assert_neq(ftm_classes[a].zone_shift, ftm_classes[b].zone_shift);
 	take(a, 0, na);
 	give(0, na);
 	cr_assert_eq(idle_count(a), 4);
 	uint64_t a_bytes = ftm_zone_pages.idle;
-	/* class b carves twice what class a had: the busy peak moves up to b's
-	 * pages, and a's idle pages no longer fit beside them */
+	/* b carves twice what a had: the busy peak moves up to b's pages, and
+	 * a's idle pages no longer fit beside them, slack or not */
 	uint32_t nb = (uint32_t)(2 * a_bytes / ftm_classes[b].size);
 	take(b, 0, nb);
 	cr_assert_eq(arena->by_class[a].zones_unmapped, 3, "a's older idle zones went");
 	cr_assert_eq(idle_count(a), 1, "a's newest idle zone stays");
 	cr_assert_eq(arena->by_class[b].zones_unmapped, 0);
-	cr_assert_geq(ftm_zone_pages.busy_peak, ftm_zone_pages.carved - ftm_zone_pages.idle);
+	uint64_t busy = ftm_zone_pages.carved - ftm_zone_pages.idle;
+	cr_assert_eq(ftm_zone_pages.busy_peak, busy);
 	check_counts();
 	give(0, nb);
 	check_counts();
 }
 
-Test(idle, each_zone_carved_past_the_peak_takes_one_zone_back)
+Test(idle, carving_within_the_slack_keeps_them)
 {
-	uint32_t a = 5, b = 9, na = 4 * capacity(a), nb = capacity(b);
+	uint32_t a = SMALL_ZONES, b = BIG_ZONES, na = 4 * capacity(a);
 	take(a, 0, na);
-	take(b, na, nb);
 	give(0, na);
-	give(na, nb);
+	uint64_t peak = ftm_zone_pages.busy_peak;
+	/* b carves half the slack: busy and idle together stay within it */
+	uint32_t nb = (uint32_t)(peak / FTM_IDLE_SLACK / 2 / ftm_classes[b].size);
+	cr_assert_gt(nb, 0);
+	take(b, 0, nb);
 	cr_assert_eq(idle_count(a), 4);
-	cr_assert_eq(idle_count(b), 1);
-	take(b, na, nb); /* b's idle zone again: nothing carved, a's stay */
-	cr_assert_eq(idle_count(a), 4);
-	cr_assert_eq(arena->by_class[b].zones_mapped, 1);
-	take(b, na + nb, nb); /* a second zone of b: one of a's must go */
-	cr_assert_eq(idle_count(a), 3);
+	cr_assert_eq(arena->by_class[a].zones_unmapped, 0);
+	cr_assert_eq(ftm_zone_pages.busy_peak, peak, "b's pages are under a's old peak");
+	check_counts();
+}
+
+Test(idle, a_new_zone_takes_over_an_idle_zone_of_the_same_size)
+{
+	uint32_t a = 5, b = 9, na = 2 * capacity(a);
+	cr_assert_eq(ftm_classes[a].zone_shift, ftm_classes[b].zone_shift);
+	take(a, 0, na);
+	struct ftm_zone *oldest = pagemap_zone(slots[0].chunk);
+	uintptr_t base = zone_base(oldest);
+	memset(slots[0].chunk, 0x5a, ftm_classes[a].size);
+	give(0, na); /* the zone of slots[0] empties first: the oldest idle */
+	uint64_t carved = ftm_zone_pages.carved;
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(slots[0].chunk);
+	cr_assert_eq(zone->cls, b);
+	cr_assert_eq(zone_base(zone), base, "b's new zone is on the oldest idle zone's range");
+	cr_assert_eq((uintptr_t)slots[0].chunk, base);
+	cr_assert_eq(*(unsigned char *)slots[0].chunk, 0x5a, "its pages were kept, not discarded");
+	cr_assert_eq(zone->warm_bytes, (uint32_t)((size_t)1 << ftm_classes[a].zone_shift));
+	cr_assert_eq(ftm_zone_pages.carved, carved, "the pages changed hands, none were added");
+	cr_assert_eq(idle_count(a), 1);
 	cr_assert_eq(arena->by_class[a].zones_unmapped, 1);
-	cr_assert_eq(ftm_zone_pages.carved, ftm_zone_pages.busy_peak, "back at the peak, not above it");
+	cr_assert_eq(arena->by_class[b].zones_mapped, 1);
 	check_counts();
 }
 
