@@ -102,25 +102,36 @@ void arena_unlock(struct ftm_arena *arena)
 
 /* ---- lists --------------------------------------------------------------- */
 
-static void avail_insert(struct ftm_arena *arena, struct ftm_zone *zone)
+/* A zone of one class is on one of its class's lists at a time, linked
+ * through avail_next/avail_prev: the avail list or the idle list. */
+static void class_list_push(struct ftm_zone **head, struct ftm_zone *zone)
 {
-	struct ftm_zone **head = &arena->avail[zone->cls];
 	zone->avail_prev = NULL;
 	zone->avail_next = *head;
 	if (*head)
 		(*head)->avail_prev = zone;
 	*head = zone;
+}
+
+static void class_list_remove(struct ftm_zone **head, struct ftm_zone *zone)
+{
+	if (zone->avail_prev)
+		zone->avail_prev->avail_next = zone->avail_next;
+	else
+		*head = zone->avail_next;
+	if (zone->avail_next)
+		zone->avail_next->avail_prev = zone->avail_prev;
+}
+
+static void avail_insert(struct ftm_arena *arena, struct ftm_zone *zone)
+{
+	class_list_push(&arena->avail[zone->cls], zone);
 	zone->in_avail = 1;
 }
 
 static void avail_remove(struct ftm_arena *arena, struct ftm_zone *zone)
 {
-	if (zone->avail_prev)
-		zone->avail_prev->avail_next = zone->avail_next;
-	else
-		arena->avail[zone->cls] = zone->avail_next;
-	if (zone->avail_next)
-		zone->avail_next->avail_prev = zone->avail_prev;
+	class_list_remove(&arena->avail[zone->cls], zone);
 	zone->in_avail = 0;
 }
 
@@ -182,12 +193,7 @@ static void pages_add(uint64_t *counter, int64_t bytes)
 
 static void idle_insert(struct ftm_arena *arena, struct ftm_zone *zone, uint64_t now)
 {
-	struct ftm_zone **head = &arena->idle[zone->cls];
-	zone->avail_prev = NULL;
-	zone->avail_next = *head;
-	if (*head)
-		(*head)->avail_prev = zone;
-	*head = zone;
+	class_list_push(&arena->idle[zone->cls], zone);
 	zone->idle_next = NULL;
 	zone->idle_prev = arena->idle_newest;
 	if (arena->idle_newest)
@@ -201,12 +207,7 @@ static void idle_insert(struct ftm_arena *arena, struct ftm_zone *zone, uint64_t
 
 static void idle_remove(struct ftm_arena *arena, struct ftm_zone *zone)
 {
-	if (zone->avail_prev)
-		zone->avail_prev->avail_next = zone->avail_next;
-	else
-		arena->idle[zone->cls] = zone->avail_next;
-	if (zone->avail_next)
-		zone->avail_next->avail_prev = zone->avail_prev;
+	class_list_remove(&arena->idle[zone->cls], zone);
 	if (zone->idle_prev)
 		zone->idle_prev->idle_next = zone->idle_next;
 	else
