@@ -84,6 +84,15 @@ FTM_EXPORT struct mallinfo2 ftm_mallinfo2(void)
 	return mi;
 }
 
+/* Empty zones the arena keeps for reuse (arena lock held). */
+static uint64_t idle_zones(const struct ftm_arena *arena)
+{
+	uint64_t n = 0;
+	for (const struct ftm_zone *zone = arena->idle_oldest; zone; zone = zone->idle_next)
+		n++;
+	return n;
+}
+
 /* FT_MALLOC_STATS at exit: per arena, then per size class of each arena
  * (only classes that saw any use), then process-wide OS counters. Counters
  * of threads still running are read as they are. */
@@ -101,6 +110,8 @@ void stats_print(struct ftm_out *o)
 		out_dec(o, arena->stats.zones_mapped);
 		out_str(o, ", unmapped ");
 		out_dec(o, arena->stats.zones_unmapped);
+		out_str(o, ", idle ");
+		out_dec(o, idle_zones(arena));
 		out_str(o, ", bytes mapped ");
 		out_dec(o, arena->stats.bytes_mapped);
 		out_str(o, ", in use ");

@@ -544,7 +544,7 @@ struct class_line {
 };
 
 struct arena_line {
-	uint64_t zones_mapped, zones_unmapped, bytes_mapped, in_use, contended;
+	uint64_t zones_mapped, zones_unmapped, idle, bytes_mapped, in_use, contended;
 };
 
 /* sscanf with every byte consumed, then re-printed identically. */
@@ -585,16 +585,16 @@ Test(debug_stats, counters_add_up)
 		struct class_line cl;
 		if (!strncmp(line, "ft_malloc: arena ", 17)) {
 			cr_assert(PARSE_EXACT(line,
-					      "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, bytes mapped %lu, "
-					      "in use %lu, lock contended %lu",
-					      6,
+					      "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, idle %lu, bytes "
+					      "mapped %lu, in use %lu, lock contended %lu",
+					      7,
 					      snprintf(again_, sizeof again_,
-						       "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, bytes "
-						       "mapped %lu, in use %lu, lock contended %lu",
-						       idx, al.zones_mapped, al.zones_unmapped, al.bytes_mapped, al.in_use,
-						       al.contended),
-					      &idx, &al.zones_mapped, &al.zones_unmapped, &al.bytes_mapped, &al.in_use,
-					      &al.contended),
+						       "ft_malloc: arena %zu: zones mapped %lu, unmapped %lu, idle %lu, "
+						       "bytes mapped %lu, in use %lu, lock contended %lu",
+						       idx, al.zones_mapped, al.zones_unmapped, al.idle, al.bytes_mapped,
+						       al.in_use, al.contended),
+					      &idx, &al.zones_mapped, &al.zones_unmapped, &al.idle, &al.bytes_mapped,
+					      &al.in_use, &al.contended),
 				  "bad arena line: \"%s\"", line);
 			cr_assert_eq(idx, narenas, "arena lines out of order: %s", line);
 			cr_assert(narenas < 256);
@@ -656,6 +656,7 @@ Test(debug_stats, counters_add_up)
 		cr_assert_eq(arenas[i].zones_mapped, plus, "arena %zu: zones mapped vs its classes", i);
 		cr_assert_eq(arenas[i].zones_unmapped, minus, "arena %zu: zones unmapped vs its classes", i);
 		cr_assert_eq(arenas[i].in_use, in_use, "arena %zu: in use vs its classes", i);
+		cr_assert(arenas[i].idle <= plus - minus, "arena %zu: more idle zones than zones", i);
 		cr_assert(arenas[i].bytes_mapped >= in_use, "arena %zu maps less than it hands out", i);
 		sum_zones += plus;
 	}
