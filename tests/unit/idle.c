@@ -2,13 +2,14 @@
  * Idle zones (src/arena/arena.c): a zone whose last chunk comes back stays
  * mapped, pages and all, and serves its class again before any new zone is
  * made; a new zone of another class with zones of the same size takes over
- * its range, pages kept; idle zones give way, oldest first, when another
- * class carves past the process's busy peak and its slack (the newest idle
- * zone of each class excepted);
+ * its range, pages kept (a stale pointer into it is refused); idle zones
+ * give way, oldest first, when another class carves past the process's
+ * busy peak and its slack (the newest idle zone of each class excepted);
  * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
  * The page counts (ftm_zone_pages) match the zones after every step.
  */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,4 +203,36 @@ Test(idle, trim_gives_them_all_back)
 	cr_assert_eq(arena_trim(), 2 * zone);
 	cr_assert_eq(ftm_zone_pages.carved, 0);
 	check_counts();
+}
+
+static void init_quiet(void)
+{
+	cr_redirect_stderr();
+	init();
+}
+
+/* A pointer the program kept into the recycled zone (a stale one, freed
+ * twice) lands on the new class's geometry: its start is b's chunk 0,
+ * handed out and not live, the rest are no chunk starts of b. Both are
+ * refused, and the new zone is as it was. */
+Test(idle, stale_pointers_into_a_recycled_zone_are_refused, .init = init_quiet)
+{
+	uint32_t a = 5, b = 9, na = 2 * capacity(a);
+	take(a, 0, na);
+	char *chunk0 = slots[0].chunk, *chunk1 = slots[1].chunk;
+	give(0, na);
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(chunk0);
+	cr_assert_eq(zone->cls, b, "recycled");
+	cr_assert_eq((char *)slots[0].chunk, chunk0);
+	cr_assert_not(free_checked(chunk0, "free"));
+	cr_assert_not(free_checked(chunk1, "free"));
+	cr_assert_eq(meta_load(zone, 0), FTM_META_CACHED, "b's chunk stays handed out");
+	cr_assert_eq(zone->used, 1);
+	fflush(stderr);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "ft_malloc: free(): double free %p\nft_malloc: free(): invalid pointer %p\n",
+		 (void *)chunk0, (void *)chunk1);
+	cr_assert_stderr_eq_str(want);
 }
