@@ -205,17 +205,11 @@ Test(idle, trim_gives_them_all_back)
 	check_counts();
 }
 
-static void init_quiet(void)
-{
-	cr_redirect_stderr();
-	init();
-}
-
 /* A pointer the program kept into the recycled zone (a stale one, freed
  * twice) lands on the new class's geometry: its start is b's chunk 0,
  * handed out and not live, the rest are no chunk starts of b. Both are
  * refused, and the new zone is as it was. */
-Test(idle, stale_pointers_into_a_recycled_zone_are_refused, .init = init_quiet)
+Test(idle, stale_pointers_into_a_recycled_zone_are_refused, .init = cr_redirect_stderr)
 {
 	uint32_t a = 5, b = 9, na = 2 * capacity(a);
 	take(a, 0, na);
