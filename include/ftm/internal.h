@@ -82,7 +82,7 @@ void pagemap_unregister(uintptr_t start, size_t size);
 
 /* The zone covering p, or NULL when no zone of ours does. Never faults. The
  * root index is masked rather than range-checked: a non-canonical pointer
- * aliases some 256 GiB window, and the exact chunk-start check that every
+ * aliases some 128 GiB window, and the exact chunk-start check that every
  * caller makes next rejects it. */
 static inline struct ftm_zone *pagemap_zone(const void *p)
 {

@@ -248,18 +248,20 @@ struct ftm_extent {
 /* Page map                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Two levels cover the 47-bit user address space: root[addr >> 38] is a leaf
- * of 2^22 zone pointers, one per 64 KiB granule. Leaves are mapped on first
+/* Two levels cover the 47-bit user address space: root[addr >> 37] is a leaf
+ * of 2^21 zone pointers, one per 64 KiB granule. Leaves are mapped on first
  * use and never freed, so a lookup needs no lock. A root entry with no leaf
  * points at a shared leaf of zeros (never written) rather than at NULL, so a
  * lookup is two loads and no test. Each entry of that static initialiser is
- * a relocation the dynamic loader writes at every process start, so the
- * root is one page (2^9 entries): at 2^11 entries (16 KiB) /bin/true took
- * 66 page faults, now 63 (glibc alone 48). A leaf is then 32 MiB of address
- * space, of which only the pages for granules in use are ever touched. */
+ * a relocation the dynamic loader writes at every process start: /bin/true
+ * takes 65-66 page faults at 2^11 entries (16 KiB), 63-64 at 2^10 (8 KiB),
+ * 61-62 at 2^9 (glibc alone 48). A leaf is 16 MiB of address space, of
+ * which only the pages for granules in use are ever touched; 2^9 entries
+ * would take leaves of 32 MiB and a small process's VmSize from 24 MB to
+ * 73 MB, where 2^10 takes it to 40 MB (mimalloc's: 37 MB). */
 #define FTM_GRANULE_SHIFT 16
 #define FTM_ADDR_BITS 47
-#define FTM_LEAF_BITS 22
+#define FTM_LEAF_BITS 21
 #define FTM_ROOT_BITS (FTM_ADDR_BITS - FTM_GRANULE_SHIFT - FTM_LEAF_BITS)
 
 #endif
