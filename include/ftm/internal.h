@@ -101,6 +101,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 struct ftm_zone *zone_recycle(struct ftm_zone *old, uint32_t cls);
 void zone_destroy(struct ftm_zone *zone);
 uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
+struct ftm_page_run zone_carved_pages(const struct ftm_zone *zone, uint32_t from);
 void zone_put(struct ftm_zone *zone, uint32_t index);
 bool zone_check(const struct ftm_zone *zone);
 
@@ -249,6 +250,11 @@ size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);
 
 /* ---- large/large.c ------------------------------------------------------- */
+/* A block grown by realloc has its pages faulted in this far past its new
+ * end (an eighth of it, at most this), and at most FTM_GROW_PREFAULT_MAX
+ * at once (see grow_warm). */
+#define FTM_GROW_AHEAD ((size_t)64 << 10)
+#define FTM_GROW_PREFAULT_MAX ((size_t)256 << 10)
 void *large_alloc(size_t size, size_t align, bool zero);
 size_t large_trim(void);
 bool large_free(void *p);
@@ -328,6 +334,7 @@ enum ftm_option_id {
 	FTM_OPT_SHOW_FULL,      /* show_alloc_mem_ex dumps whole blocks */
 	FTM_OPT_CALLERS,        /* record each block's call site for the leak report */
 	FTM_OPT_DECAY_MS,       /* idle zones and freed LARGE ranges go back to the OS after this */
+	FTM_OPT_PREFAULT,       /* fault in pages about to be written with one call, not one fault each */
 	FTM_OPT_COUNT
 };
 extern long ftm_options[FTM_OPT_COUNT];
@@ -361,6 +368,12 @@ uint32_t os_thread_id(void);
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
 void os_discard(void *p, size_t size);
+/* Whole pages about to be written, to fault in with one os_prefault call. */
+struct ftm_page_run {
+	char *addr; /* page-aligned */
+	size_t len; /* a multiple of the page size; 0: nothing to do */
+};
+void os_prefault(struct ftm_page_run run);
 void *os_remap(void *p, size_t old_size, size_t new_size);
 size_t os_page_size(void);
 uint32_t os_cpu_count(void);

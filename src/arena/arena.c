@@ -334,10 +334,15 @@ static struct ftm_zone *arena_zone_for(struct ftm_arena *arena, uint32_t cls)
 }
 
 /* Fills out[] with up to `want` chunks of class cls and their state slots,
- * marked cached. */
+ * marked cached. The pages of newly carved chunks are faulted in once the
+ * lock is released (os_prefault): the thread is about to write them. A
+ * refill carves from two zones at most (a zone holds more chunks than a
+ * refill asks for), so two runs suffice. */
 uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *out, uint32_t want)
 {
 	uint32_t got = 0;
+	struct ftm_page_run fresh[2] = {{0}};
+	uint32_t runs = 0;
 	arena_lock(arena);
 	uint64_t carved = 0;
 	while (got < want) {
@@ -345,8 +350,12 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 		if (!zone)
 			break;
 		uint64_t before = zone_resident_bytes(zone);
+		uint32_t carved_from = zone->carved;
 		got += zone_take(zone, out + got, want - got);
 		carved += zone_resident_bytes(zone) - before;
+		struct ftm_page_run run = zone_carved_pages(zone, carved_from);
+		if (run.len && runs < 2)
+			fresh[runs++] = run;
 		if (zone->used == zone->capacity)
 			avail_remove(arena, zone);
 	}
@@ -361,6 +370,8 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	if (cs->chunks_out > cs->peak_out)
 		cs->peak_out = cs->chunks_out;
 	arena_unlock(arena);
+	for (uint32_t i = 0; i < runs; i++)
+		os_prefault(fresh[i]);
 	if (!got)
 		errno = ENOMEM;
 	return got;

@@ -202,6 +202,21 @@ uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want)
 	return got;
 }
 
+/* The pages that the chunks carved since the zone had `from` carved cover
+ * whole and that were never touched: the page a carve ends in is left to
+ * fault in on first use, as the chunks past the carve share it and may
+ * never be handed out; so is the start of a recycled range, still
+ * resident (warm_bytes). */
+struct ftm_page_run zone_carved_pages(const struct ftm_zone *zone, uint32_t from)
+{
+	size_t page = ftm_page_size;
+	size_t start = ((size_t)from * zone->size + page - 1) & ~(page - 1);
+	size_t end = ((size_t)zone->carved * zone->size) & ~(page - 1);
+	if (start < zone->warm_bytes)
+		start = zone->warm_bytes;
+	return (struct ftm_page_run){zone_chunk(zone, 0) + start, end > start ? end - start : 0};
+}
+
 /* Takes back one chunk (cached or live) from a thread. */
 void zone_put(struct ftm_zone *zone, uint32_t index)
 {

@@ -32,6 +32,7 @@ static const struct {
     [FTM_OPT_SHOW_FULL] = {"SHOW_FULL", OPT_BOOL, 0},
     [FTM_OPT_CALLERS] = {"CALLERS", OPT_BOOL, 0},
     [FTM_OPT_DECAY_MS] = {"DECAY_MS", OPT_COUNT, 5000},
+    [FTM_OPT_PREFAULT] = {"PREFAULT", OPT_BOOL, 1},
 };
 
 long ftm_options[FTM_OPT_COUNT];

@@ -146,11 +146,29 @@ static void range_free(char *addr, size_t len, size_t warm, struct extent_drop *
 		extent_put(addr, warm, reg.bytes_mapped, os_now_ns(), drop);
 }
 
-/* The program may have written h's block up to `end` bytes into the mapping. */
-static void warm_upto(struct ftm_large *h, size_t end)
+/* A block that grows past the pages it had may be written up to `end`
+ * bytes into its mapping, and the program is about to write the new bytes:
+ * their pages, and the next eighth of the block (up to FTM_GROW_AHEAD),
+ * are returned to fault in with one call (os_prefault, once the registry
+ * lock is released), at most FTM_GROW_PREFAULT_MAX of them. A buffer grown
+ * by small appends then takes one madvise every FTM_GROW_AHEAD instead of
+ * a page fault every page:
+ * w_realloc (800k calls, 9 interleaved runs), 8874 -> 728 page faults and
+ * 174 -> 128 ms (mimalloc 145 ms), peak RSS unchanged. Not under
+ * FT_MALLOC_GUARD, whose fence page must stay unmapped. */
+static struct ftm_page_run grow_warm(struct ftm_large *h, size_t end)
 {
-	if (end > h->warm)
-		h->warm = page_round(end);
+	struct ftm_page_run run = {NULL, 0};
+	if (end <= h->warm)
+		return run;
+	size_t ahead = end / 8 < FTM_GROW_AHEAD ? end / 8 : FTM_GROW_AHEAD;
+	size_t warm = page_round(end + ahead) < h->map_len ? page_round(end + ahead) : h->map_len;
+	if (!ftm_options[FTM_OPT_GUARD]) {
+		run.addr = (char *)h + h->warm;
+		run.len = warm - h->warm < FTM_GROW_PREFAULT_MAX ? warm - h->warm : FTM_GROW_PREFAULT_MAX;
+	}
+	h->warm = warm;
+	return run;
 }
 
 /* Gives every cached range back to the OS; returns the bytes released. */
@@ -307,9 +325,10 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 		reg.bytes_mapped += len - h->map_len;
 		h->map_len = len;
 		h->size = size;
-		warm_upto(h, offset + size);
+		struct ftm_page_run grown = grow_warm(h, offset + size);
 		lock_give(&reg.lock);
 		unmap_dropped(&drop);
+		os_prefault(grown);
 		*moved = p;
 		return true;
 	}
@@ -317,6 +336,7 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 	char *reuse = guard ? NULL : extent_take(len);
 	lock_give(&reg.lock);
 	struct ftm_large *old = h, *grown = NULL;
+	struct ftm_page_run fresh = {NULL, 0};
 	size_t warm = reuse ? len : h->warm;
 	/* mremap moves the pages without copying, but only within one kernel
 	 * mapping: a block grown over a merged range may span two, and is then
@@ -336,7 +356,7 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 		h->size = size;
 		h->map_len = len;
 		h->warm = warm < len ? warm : len;
-		warm_upto(h, offset + size);
+		fresh = grow_warm(h, offset + size);
 	}
 	lock_take(&reg.lock);
 	registry_link(h); /* the unlink above left room: no growth needed */
@@ -346,6 +366,7 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 	}
 	lock_give(&reg.lock);
 	unmap_dropped(&drop);
+	os_prefault(fresh);
 	if (!grown)
 		errno = ENOMEM;
 	*moved = grown ? h->user : NULL;
@@ -375,8 +396,9 @@ bool large_realloc(void *p, size_t size, void **moved)
 	size_t room = h->map_len - (size_t)((char *)p - (char *)h);
 	if (size <= room && (size >= h->size || size > room / 2) && !ftm_options[FTM_OPT_GUARD]) {
 		h->size = size;
-		warm_upto(h, h->map_len - room + size);
+		struct ftm_page_run grown = grow_warm(h, h->map_len - room + size);
 		lock_give(&reg.lock);
+		os_prefault(grown);
 		*moved = p;
 		return true;
 	}

@@ -19,6 +19,10 @@
 
 #include "ftm/internal.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older headers lack it */
+#endif
+
 uint64_t ftm_os_maps;
 uint64_t ftm_os_unmaps;
 
@@ -93,6 +97,27 @@ void os_unmap(void *p, size_t size)
 void os_discard(void *p, size_t size)
 {
 	madvise(p, size, MADV_DONTNEED);
+}
+
+/* Faults a run of pages in with one madvise instead of one page fault
+ * each, where the program is about to write them all: carved chunks, the
+ * new end of a growing block. On the VM we measure on, a page fault costs
+ * about 15 us; the madvise about 1 us a page, and the first write to the
+ * page then about 7 us more (the hypervisor's own fault, which only the
+ * guest's is saved from): 8.5 us a page in runs of 4, 10.7 us for one.
+ * Kernels before 5.14 lack MADV_POPULATE_WRITE and say EINVAL: the first
+ * refusal turns it off. Any other failure (a memory limit) leaves the
+ * pages to fault in as usual. errno is the program's: it survives. */
+void os_prefault(struct ftm_page_run run)
+{
+	static bool unsupported;
+	if (!run.len || !ftm_options[FTM_OPT_PREFAULT] ||
+	    __atomic_load_n(&unsupported, __ATOMIC_RELAXED))
+		return;
+	int saved = errno;
+	if (madvise(run.addr, run.len, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+		__atomic_store_n(&unsupported, true, __ATOMIC_RELAXED);
+	errno = saved;
 }
 
 void *os_remap(void *p, size_t old_size, size_t new_size)
