@@ -103,11 +103,13 @@ void os_discard(void *p, size_t size)
  * each, where the program is about to write them all: carved chunks, the
  * new end of a growing block. On the VM we measure on, a page fault costs
  * about 15 us; the madvise about 1 us a page, and the first write to the
- * page then about 7 us more (the hypervisor's own fault, which only the
- * guest's is saved from): 8.5 us a page in runs of 4, 10.7 us for one.
- * Kernels before 5.14 lack MADV_POPULATE_WRITE and say EINVAL: the first
- * refusal turns it off. Any other failure (a memory limit) leaves the
- * pages to fault in as usual. errno is the program's: it survives. */
+ * page then still about 7 us (the hypervisor fills its own page tables
+ * then, which no guest call can do ahead): 8.5 us a page in runs of 4,
+ * 10.7 us for a single page.
+ * Kernels before 5.14 lack MADV_POPULATE_WRITE and say EINVAL, a seccomp
+ * filter may say EPERM or ENOSYS: the first such refusal turns it off.
+ * Any other failure (a memory limit) leaves the pages to fault in as
+ * usual. errno is the program's: it survives. */
 void os_prefault(struct ftm_page_run run)
 {
 	static bool unsupported;
@@ -115,7 +117,8 @@ void os_prefault(struct ftm_page_run run)
 	    __atomic_load_n(&unsupported, __ATOMIC_RELAXED))
 		return;
 	int saved = errno;
-	if (madvise(run.addr, run.len, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+	if (madvise(run.addr, run.len, MADV_POPULATE_WRITE) != 0 &&
+	    (errno == EINVAL || errno == EPERM || errno == ENOSYS))
 		__atomic_store_n(&unsupported, true, __ATOMIC_RELAXED);
 	errno = saved;
 }

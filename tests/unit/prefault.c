@@ -4,7 +4,8 @@
  * FTM_GROW_PREFAULT_MAX at once), are resident before the program writes
  * them; the page a carve ends in, pages past the window and everything
  * under FT_MALLOC_PREFAULT=0 are not. Residency is read with mincore.
- * Skipped where the kernel lacks MADV_POPULATE_WRITE (before 5.14).
+ * A refusal from the kernel turns it off. Skipped where the kernel lacks
+ * MADV_POPULATE_WRITE (before 5.14).
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -61,7 +62,9 @@ Test(prefault, carved_chunks_are_resident_before_use)
 	require_kernel_support();
 	uint32_t cls = size_class(8192);
 	struct ftm_slot slots[4];
+	errno = EDOM;
 	cr_assert_eq(arena_refill(arena, cls, slots, 2), 2);
+	cr_assert_eq(errno, EDOM, "the program's errno survives");
 	char *first = slots[0].chunk;
 	cr_assert_eq((uintptr_t)first % ftm_page_size, 0, "a fresh zone's first chunk");
 	cr_assert_eq(resident_pages(first, 2 * 8192), 4, "both chunks faulted in, unwritten");
@@ -167,4 +170,26 @@ Test(prefault, a_big_jump_faults_in_at_most_the_cap)
 		     "the written pages and the capped run");
 	cr_assert(large_free(moved));
 	large_trim();
+}
+
+/* A kernel that refuses MADV_POPULATE_WRITE says EINVAL; a misaligned run
+ * gets the same answer from any kernel. After it nothing is prefaulted,
+ * and the program's errno is untouched throughout. */
+Test(prefault, a_refusal_turns_it_off)
+{
+	require_kernel_support();
+	char *probe = mmap(NULL, 2 * ftm_page_size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(probe, MAP_FAILED);
+	errno = EDOM;
+	os_prefault((struct ftm_page_run){probe + 1, ftm_page_size});
+	cr_assert_eq(errno, EDOM);
+	os_prefault((struct ftm_page_run){probe, ftm_page_size});
+	cr_assert_eq(resident_pages(probe, 2 * ftm_page_size), 0, "off after the refusal");
+	uint32_t cls = size_class(8192);
+	struct ftm_slot slots[2];
+	cr_assert_eq(arena_refill(arena, cls, slots, 2), 2);
+	cr_assert_eq(resident_pages(slots[0].chunk, 2 * 8192), 0);
+	arena_return(slots, 2);
+	munmap(probe, 2 * ftm_page_size);
 }
