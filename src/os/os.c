@@ -25,6 +25,7 @@
 
 uint64_t ftm_os_maps;
 uint64_t ftm_os_unmaps;
+uint64_t ftm_os_prefaults;
 
 static void *counted_map(void *p)
 {
@@ -117,6 +118,7 @@ void os_prefault(struct ftm_page_run run)
 	    __atomic_load_n(&unsupported, __ATOMIC_RELAXED))
 		return;
 	int saved = errno;
+	__atomic_fetch_add(&ftm_os_prefaults, 1, __ATOMIC_RELAXED);
 	if (madvise(run.addr, run.len, MADV_POPULATE_WRITE) != 0 &&
 	    (errno == EINVAL || errno == EPERM || errno == ENOSYS))
 		__atomic_store_n(&unsupported, true, __ATOMIC_RELAXED);

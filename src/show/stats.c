@@ -166,6 +166,8 @@ void stats_print(struct ftm_out *o)
 	out_dec(o, __atomic_load_n(&ftm_os_maps, __ATOMIC_RELAXED));
 	out_str(o, ", munmap calls ");
 	out_dec(o, __atomic_load_n(&ftm_os_unmaps, __ATOMIC_RELAXED));
+	out_str(o, ", prefault calls ");
+	out_dec(o, __atomic_load_n(&ftm_os_prefaults, __ATOMIC_RELAXED));
 	out_line_end(o);
 }
 

@@ -576,7 +576,7 @@ Test(debug_stats, counters_add_up)
 	struct class_line classes[512];
 	size_t narenas = 0, nclasses = 0, ntotal = 0;
 	uint64_t total_mallocs = 0, total_hits = 0, large_blocks = 0, large_bytes = 0, large_cached = 0;
-	uint64_t maps = 0, unmaps = 0;
+	uint64_t maps = 0, unmaps = 0, prefaults = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		cr_assert(ntotal == 0, "a line after the total line: %s", line);
@@ -625,16 +625,17 @@ Test(debug_stats, counters_add_up)
 		} else {
 			cr_assert(PARSE_EXACT(line,
 					      "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE blocks %lu "
-					      "(%lu bytes mapped, %lu bytes cached), mmap calls %lu, munmap calls %lu",
-					      7,
+					      "(%lu bytes mapped, %lu bytes cached), mmap calls %lu, munmap calls %lu, "
+					      "prefault calls %lu",
+					      8,
 					      snprintf(again_, sizeof again_,
 						       "ft_malloc: total: mallocs %lu, thread cache hits %lu%%, LARGE "
 						       "blocks %lu (%lu bytes mapped, %lu bytes cached), mmap calls %lu, "
-						       "munmap calls %lu",
+						       "munmap calls %lu, prefault calls %lu",
 						       total_mallocs, total_hits, large_blocks, large_bytes, large_cached,
-						       maps, unmaps),
+						       maps, unmaps, prefaults),
 					      &total_mallocs, &total_hits, &large_blocks, &large_bytes, &large_cached,
-					      &maps, &unmaps),
+					      &maps, &unmaps, &prefaults),
 				  "unexpected line: \"%s\"", line);
 			ntotal++;
 		}

@@ -62,9 +62,11 @@ Test(prefault, carved_chunks_are_resident_before_use)
 	require_kernel_support();
 	uint32_t cls = size_class(8192);
 	struct ftm_slot slots[4];
+	uint64_t calls = ftm_os_prefaults;
 	errno = EDOM;
 	cr_assert_eq(arena_refill(arena, cls, slots, 2), 2);
 	cr_assert_eq(errno, EDOM, "the program's errno survives");
+	cr_assert_eq(ftm_os_prefaults, calls + 1, "one call for the carve");
 	char *first = slots[0].chunk;
 	cr_assert_eq((uintptr_t)first % ftm_page_size, 0, "a fresh zone's first chunk");
 	cr_assert_eq(resident_pages(first, 2 * 8192), 4, "both chunks faulted in, unwritten");
@@ -118,7 +120,7 @@ Test(prefault, a_growing_block_faults_in_ahead_of_its_end)
 	for (size_t i = 0; i < start; i++)
 		p[i] = (char)(i * 7);
 	size_t size = start, warm = page_round((size_t)(p - mapping_of(p)) + start);
-	uint32_t extended = 0;
+	uint64_t extended = 0, calls = ftm_os_prefaults;
 	while (size < last) {
 		size += 1000;
 		void *moved = NULL;
@@ -141,8 +143,9 @@ Test(prefault, a_growing_block_faults_in_ahead_of_its_end)
 				     "size %zu: nothing past %zu", size, warm);
 		}
 	}
+	cr_assert_eq(ftm_os_prefaults - calls, extended, "one call each time the block passes its pages");
 	cr_assert_lt(extended, (last - start) / ftm_page_size / 4,
-		     "a call every few pages, not every page: %u", extended);
+		     "a call every few pages, not every page: %lu", (unsigned long)extended);
 	for (size_t i = 0; i < start; i++)
 		cr_assert_eq(p[i], (char)(i * 7), "byte %zu", i);
 	cr_assert(large_free(p));
