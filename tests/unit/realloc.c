@@ -4,8 +4,9 @@
  * what it holds, not by the new size (an over-read past its mapping, which
  * `make asan` reports); every byte malloc_usable_size reported is kept
  * (outside debug mode: there, see the note in api.c's realloc_debug). A
- * chunk that grows moves to a class with room for the next steps, and still
- * records the exact size it was asked for.
+ * chunk that grows moves to a class with room for the next steps, but not
+ * past the power of two at or above the new size, and still records the
+ * exact size it was asked for.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -70,6 +71,24 @@ Test(realloc, growth_leaves_room_for_the_next_steps)
 	cr_assert_eq(recorded_size(q), 1536);
 	for (size_t b = 0; b < 1100; b++)
 		cr_assert_eq(q[b], b < 1024 ? 3 : 4, "byte %zu", b);
+	ftm_free(q);
+}
+
+/* A buffer capped at 8 KiB (redis's list nodes) ends in the 8192 class,
+ * not in the 10240 one that 1.5 times 6 KiB would pick. */
+Test(realloc, room_stops_at_the_next_power_of_two)
+{
+	unsigned char *p = ftm_malloc(6144);
+	cr_assert_eq(ftm_malloc_usable_size(p), 6144);
+	memset(p, 5, 6144);
+	unsigned char *q = ftm_realloc(p, 6400);
+	cr_assert_eq(ftm_malloc_usable_size(q), 8192, "room up to 8 KiB, not 9 KiB");
+	cr_assert_eq(recorded_size(q), 6400);
+	cr_assert_eq(ftm_realloc(q, 8192), q, "the last step fits in place");
+	for (size_t b = 0; b < 6144; b++)
+		cr_assert_eq(q[b], 5, "byte %zu", b);
+	q = ftm_realloc(q, 8193);
+	cr_assert_eq(ftm_malloc_usable_size(q), 12288, "past the power: 1.5 times again");
 	ftm_free(q);
 }
 
