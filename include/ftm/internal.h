@@ -103,7 +103,6 @@ void zone_destroy(struct ftm_zone *zone);
 uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
 struct ftm_page_run zone_carved_pages(const struct ftm_zone *zone, uint32_t from);
 void zone_put(struct ftm_zone *zone, uint32_t index);
-bool zone_check(const struct ftm_zone *zone);
 
 /* The header's seal is intact: it names a zone that has not ended. It is
  * the header's first word, so an overwrite from the header below cannot
@@ -114,6 +113,13 @@ bool zone_check(const struct ftm_zone *zone);
 static inline bool zone_sealed(const struct ftm_zone *zone)
 {
 	return zone->check == ftm_zone_key;
+}
+
+/* Sealed, and its class can index ftm_classes: what the slow paths check
+ * before they read anything else of the header. */
+static inline bool zone_check(const struct ftm_zone *zone)
+{
+	return zone_sealed(zone) && zone->cls < FTM_CLASS_COUNT;
 }
 
 /* Bytes of the zone's mapping. */

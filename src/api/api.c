@@ -256,7 +256,7 @@ FTM_EXPORT void *ftm_pvalloc(size_t size)
 	return malloc_aligned(rounded ? rounded : ftm_page_size, ftm_page_size, FTM_CALLER);
 }
 
-FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
+FTM_COLD static size_t usable_size_slow(void *p)
 {
 	size_t size, room;
 	if (!p)
@@ -266,6 +266,21 @@ FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
 		return ftm_options[FTM_OPT_GUARD] ? size : room;
 	report_bad_pointer(p, "malloc_usable_size");
 	return 0;
+}
+
+/* Programs that count their own memory call it around every malloc and
+ * free (redis's used_memory), so a live chunk outside debug mode takes
+ * free's checks and no call: under redis-benchmark it had cost more than
+ * malloc and free together (perf, 5.1% of redis-server's time). */
+FTM_EXPORT size_t ftm_malloc_usable_size(void *p)
+{
+	struct ftm_zone *zone = pagemap_zone(p);
+	if (FTM_LIKELY(zone && zone_sealed(zone) && !ftm_debug)) {
+		uint64_t index = zone_chunk_slot(zone, p);
+		if (FTM_LIKELY(index < zone->capacity && (meta_load(zone, index) & FTM_META_LIVE)))
+			return zone->size;
+	}
+	return usable_size_slow(p);
 }
 
 /* Flushes the calling thread's cache and gives every empty zone and cached

@@ -26,11 +26,6 @@ void zone_init_key(void)
 	ftm_zone_key = ZONE_MAGIC ^ ftm_secret;
 }
 
-bool zone_check(const struct ftm_zone *zone)
-{
-	return zone_sealed(zone) && zone->cls < FTM_CLASS_COUNT;
-}
-
 /* ---- headers ---------------------------------------------------------------
  * An arena packs the headers of its zones (each with its meta, in whole
  * cache lines) into blocks of FTM_HEADER_BLOCK bytes that it never unmaps:

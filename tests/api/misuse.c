@@ -561,6 +561,41 @@ Test(misuse, realloc_freed_pointer)
 	}
 }
 
+static size_t usable_size_captured(void *p, const char **err)
+{
+	struct capture c;
+	capture_start(&c);
+	size_t n = malloc_usable_size(opaque_ptr(p));
+	*err = capture_end(&c);
+	return n;
+}
+
+/* malloc_usable_size has its own fast path: it must refuse what free does. */
+Test(misuse, usable_size_of_bad_pointers)
+{
+	static const size_t sizes[] = {24, 100, 3725, 32768};
+	struct witnesses w;
+	witnesses_make(&w);
+	const char *err;
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		char *keep = malloc(sizes[i]);
+		char *p = malloc(sizes[i]);
+		cr_assert(p && keep);
+		cr_assert_eq(usable_size_captured(p + 16, &err), 0, "interior of a %zu-byte block", sizes[i]);
+		assert_line(err, "malloc_usable_size", "invalid pointer", p + 16);
+		free(opaque_ptr(p));
+		cr_assert_eq(usable_size_captured(p, &err), 0, "freed %zu-byte block", sizes[i]);
+		assert_line(err, "malloc_usable_size", "double free", p);
+		free(keep);
+	}
+	_Alignas(16) char local[64];
+	cr_assert_eq(usable_size_captured(local, &err), 0);
+	assert_line(err, "malloc_usable_size", "invalid pointer", local);
+	cr_assert_eq(usable_size_captured(NULL, &err), 0);
+	cr_assert_str_empty(err, "malloc_usable_size(NULL) is 0, silently");
+	witnesses_verify_and_free(&w);
+}
+
 /* ------------------------------------------------------------------------ */
 /* FT_MALLOC_ABORT_ON_ERROR, in a fresh process                             */
 /* ------------------------------------------------------------------------ */
