@@ -63,7 +63,8 @@ MIN_LIMIT=30		# ...but at least MIN_LIMIT seconds
 
 # Workloads: name, thread counts, ITERS for a full run, ITERS for a quick run.
 # bench/w_NAME.c is built; bench/p_NAME.* is a script run by a real
-# interpreter (Perl, CPython), preloaded like the C programs.
+# interpreter (Perl, CPython), preloaded like the C programs, or one that
+# drives a real server (redis-server, preloaded alone: see p_redis.sh).
 # Thread counts: 1 = one thread, N = cores, 4N = four threads per core.
 # Iteration counts give roughly 0.5-1.5 s per run under glibc on a 2-core
 # machine (quick: about 8 times less).
@@ -77,6 +78,7 @@ WORKLOADS=(
 	"thread_churn 1,N,4N  2000     250"
 	"perl         1       30000    5000"
 	"python       1       1200     200"
+	"redis        1       400000   50000"
 )
 
 log() { printf '%s\n' "$*" >&2; }

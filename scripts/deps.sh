@@ -3,7 +3,7 @@
 # those that are missing, so that running it again is cheap and silent.
 #
 #   bash scripts/deps.sh test    # `make test`: compiler, Criterion, redis, git...
-#   bash scripts/deps.sh bench   # benchmarks: hyperfine, other allocators, gnuplot
+#   bash scripts/deps.sh bench   # benchmarks: hyperfine, other allocators, gnuplot, redis
 #   bash scripts/deps.sh demo    # `make demo`: just a compiler and make
 #   bash scripts/deps.sh fuzz    # `make fuzz`: clang and its libFuzzer/sanitizer runtimes
 #   bash scripts/deps.sh heapmap # tests/heapmap: headless Chromium, python3
@@ -34,8 +34,8 @@ test)
 		redis-tools git python3 procps)
 	;;
 bench)
-	wanted=(hyperfine libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
-		gnuplot-nox python3 time)
+	wanted=("${build_tools[@]}" hyperfine libjemalloc2 libtcmalloc-minimal4
+		libmimalloc2.0 gnuplot-nox python3 time redis-server redis-tools)
 	;;
 demo)
 	wanted=("${build_tools[@]}")
