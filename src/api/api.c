@@ -89,13 +89,13 @@ static void *realloc_debug(void *p, size_t size, const void *caller)
  * the room alone. */
 static size_t realloc_room(size_t have, size_t want)
 {
-	if (want <= have)
+	if (want <= have || want >= FTM_SMALL_MAX)
 		return want;
 	size_t room = have + have / 2;
 	size_t power = (size_t)1 << (64 - __builtin_clzl(want - 1));
 	if (room > power)
 		room = power;
-	return want < room && room <= FTM_SMALL_MAX ? room : want;
+	return room > want ? room : want;
 }
 
 /* A zone chunk stays where it is while the new size keeps its class or

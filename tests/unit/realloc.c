@@ -9,6 +9,8 @@
  * exact size it was asked for.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "ft_malloc.h"
@@ -90,6 +92,24 @@ Test(realloc, room_stops_at_the_next_power_of_two)
 	q = ftm_realloc(q, 8193);
 	cr_assert_eq(ftm_malloc_usable_size(q), 12288, "past the power: 1.5 times again");
 	ftm_free(q);
+}
+
+/* Sizes no mapping can hold fail cleanly and leave the chunk as it was
+ * (the fuzzer found the room's power of two shifting by 64 for these). */
+Test(realloc, huge_growth_fails_and_keeps_the_chunk)
+{
+	static const size_t huge[] = {SIZE_MAX, SIZE_MAX / 2 + 2, (size_t)1 << 63};
+	unsigned char *p = ftm_malloc(100);
+	memset(p, 9, 100);
+	for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+		errno = 0;
+		cr_assert_null(ftm_realloc(p, huge[i]), "realloc to %zu", huge[i]);
+		cr_assert_eq(errno, ENOMEM);
+	}
+	cr_assert_eq(recorded_size(p), 100);
+	for (size_t b = 0; b < 100; b++)
+		cr_assert_eq(p[b], 9, "byte %zu", b);
+	ftm_free(p);
 }
 
 Test(realloc, room_only_when_growing_and_never_into_large)
