@@ -57,16 +57,24 @@ static size_t recorded_size(void *p)
 	return zone->size - (meta_load(zone, zone_chunk_index(zone, p)) & FTM_META_SLACK);
 }
 
+/* A chunk of `from` bytes filled with `fill`, grown to `to`: it must land
+ * in a chunk of `usable` bytes that records `to` and kept every byte. */
+static unsigned char *grown(size_t from, size_t to, size_t usable, unsigned char fill)
+{
+	unsigned char *p = ftm_malloc(from);
+	cr_assert_eq(ftm_malloc_usable_size(p), from);
+	memset(p, fill, from);
+	unsigned char *q = ftm_realloc(p, to);
+	cr_assert_eq(ftm_malloc_usable_size(q), usable, "%zu -> %zu", from, to);
+	cr_assert_eq(recorded_size(q), to);
+	for (size_t b = 0; b < from; b++)
+		cr_assert_eq(q[b], fill, "byte %zu", b);
+	return q;
+}
+
 Test(realloc, growth_leaves_room_for_the_next_steps)
 {
-	unsigned char *p = ftm_malloc(1024);
-	cr_assert_eq(ftm_malloc_usable_size(p), 1024);
-	memset(p, 3, 1024);
-	unsigned char *q = ftm_realloc(p, 1100);
-	cr_assert_eq(ftm_malloc_usable_size(q), 1536, "1.5 times the old class");
-	cr_assert_eq(recorded_size(q), 1100);
-	for (size_t b = 0; b < 1024; b++)
-		cr_assert_eq(q[b], 3, "byte %zu", b);
+	unsigned char *q = grown(1024, 1100, 1536, 3); /* 1.5 times the old class */
 	memset(q + 1024, 4, 1100 - 1024);
 	cr_assert_eq(ftm_realloc(q, 1300), q, "the next step fits in place");
 	cr_assert_eq(ftm_realloc(q, 1536), q);
@@ -80,17 +88,11 @@ Test(realloc, growth_leaves_room_for_the_next_steps)
  * not in the 10240 one that 1.5 times 6 KiB would pick. */
 Test(realloc, room_stops_at_the_next_power_of_two)
 {
-	unsigned char *p = ftm_malloc(6144);
-	cr_assert_eq(ftm_malloc_usable_size(p), 6144);
-	memset(p, 5, 6144);
-	unsigned char *q = ftm_realloc(p, 6400);
-	cr_assert_eq(ftm_malloc_usable_size(q), 8192, "room up to 8 KiB, not 9 KiB");
-	cr_assert_eq(recorded_size(q), 6400);
+	unsigned char *q = grown(6144, 6400, 8192, 5);
 	cr_assert_eq(ftm_realloc(q, 8192), q, "the last step fits in place");
-	for (size_t b = 0; b < 6144; b++)
-		cr_assert_eq(q[b], 5, "byte %zu", b);
-	q = ftm_realloc(q, 8193);
-	cr_assert_eq(ftm_malloc_usable_size(q), 12288, "past the power: 1.5 times again");
+	cr_assert_eq(recorded_size(q), 8192);
+	ftm_free(q);
+	q = grown(8192, 8193, 12288, 6); /* past the power: 1.5 times again */
 	ftm_free(q);
 }
 
