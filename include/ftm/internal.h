@@ -366,7 +366,7 @@ void report_error(const char *call, const char *reason, const void *p);
 /* ---- os/os.c ------------------------------------------------------------- */
 extern uint64_t ftm_os_maps;   /* successful mmap/mremap calls */
 extern uint64_t ftm_os_unmaps; /* munmap calls */
-extern uint64_t ftm_os_prefaults; /* madvise calls that prefaulted a run of pages */
+extern uint64_t ftm_os_prefaults; /* madvise calls made to prefault a run of pages */
 void *os_map(size_t size);
 bool os_protect_none(void *p, size_t size);
 int os_open_write(const char *path, bool append);
