@@ -7,8 +7,8 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <sched.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,20 +130,26 @@ void *os_remap(void *p, size_t old_size, size_t new_size)
 	return counted_map(mremap(p, old_size, new_size, MREMAP_MAYMOVE));
 }
 
+/* From the auxiliary vector rather than sysconf, and the CPU count below
+ * by raw syscall: libc's sysconf and affinity wrappers sit on text pages that
+ * a program seldom touches, and the first call into each maps a fault-around
+ * window of libc (up to 64 KiB) into the process. The two cost a 100-malloc
+ * program 64 KiB of its 1.9 MiB peak RSS. */
 size_t os_page_size(void)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	return page > 0 ? (size_t)page : 4096;
+	unsigned long page = getauxval(AT_PAGESZ);
+	return page ? (size_t)page : 4096;
 }
 
-/* CPUs this process may run on (sched_getaffinity allocates nothing). */
+/* CPUs this process may run on. */
 uint32_t os_cpu_count(void)
 {
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return 1;
-	int n = CPU_COUNT(&set);
-	return n > 0 ? (uint32_t)n : 1;
+	uint64_t mask[16] = {0};
+	long bytes = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
+	uint32_t n = 0;
+	for (long i = 0; i < bytes / (long)sizeof(*mask); i++)
+		n += (uint32_t)__builtin_popcountll(mask[i]);
+	return n ? n : 1;
 }
 
 uint64_t os_random(void)
