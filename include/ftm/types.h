@@ -37,8 +37,8 @@
 #define FTM_ALIGN 16            /* every pointer we return is aligned to this */
 #define FTM_TINY_MAX 512        /* largest TINY class: zones of 64 KiB */
 #define FTM_SMALL_MAX 32768     /* largest SMALL class; above it, LARGE */
-#define FTM_TINY_CLASSES 16     /* classes 0..15 are TINY */
-#define FTM_CLASS_COUNT 40      /* classes 16..39 are SMALL */
+#define FTM_TINY_CLASSES 18     /* classes 0..17 are TINY */
+#define FTM_CLASS_COUNT 48      /* classes 18..47 are SMALL */
 #define FTM_ZONE_MIN_CHUNKS 100 /* the subject: a zone holds >= 100 of its class */
 #define FTM_ZONE_MIN_SHIFT 16   /* smallest zone: 64 KiB */
 #define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */

@@ -1,6 +1,7 @@
 /*
- * Size-class geometry. Classes are fixed (16-byte steps to 128, then four per
- * doubling up to 32 KiB: at most 25% of a chunk is slack, 40 classes in all);
+ * Size-class geometry. Classes are fixed (16-byte steps to 128, then five per
+ * doubling up to 32 KiB: less than a sixth of a chunk is slack, 48 classes in
+ * all, size_class in internal.h);
  * their geometry is computed here once: how big a zone is, how many chunks
  * it holds, how big its out-of-line header is, how many a thread may cache.
  *

@@ -220,8 +220,8 @@ static inline void assert_signal(const struct child *c, int sig, const char *wha
 }
 
 /* The size class of a request of n <= 32768 bytes, from the documented rule:
- * 16-byte steps up to 128, then four equal steps per doubling. Computed here,
- * not taken from the library. */
+ * 16-byte steps up to 128, then 9/8, 10/8, 12/8, 14/8 and 16/8 of the power
+ * of two below. Computed here, not taken from the library. */
 static inline size_t class_of(size_t n)
 {
 	if (n <= 128)
@@ -229,8 +229,20 @@ static inline size_t class_of(size_t n)
 	size_t low = 128;
 	while (low * 2 < n)
 		low *= 2;
-	size_t step = low / 4;
-	return (n + step - 1) / step * step;
+	size_t eighth = low / 8;
+	size_t eighths = (n + eighth - 1) / eighth; /* 9..16 */
+	if (eighths > 10)
+		eighths = (eighths + 1) & ~(size_t)1;
+	return eighths * eighth;
+}
+
+/* How many classes the rule gives up to 32 KiB. */
+static inline size_t class_count(void)
+{
+	size_t n = 0;
+	for (size_t size = 0; size < 32768; n++)
+		size = class_of(size + 1);
+	return n;
 }
 
 #endif

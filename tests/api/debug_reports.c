@@ -396,19 +396,20 @@ static void expected_leak_report(struct account *a, char *buf, size_t cap)
 	size_t len = (size_t)snprintf(buf, cap, "ft_malloc: leak report: %zu blocks, %zu bytes live at exit\n",
 				      a->nlive, bytes);
 	/* groups: classes by increasing size, LARGE last */
-	for (size_t index = 0; index <= 40; index++) {
-		size_t cls = index < 40 ? class_by_index(index) : 0;
+	size_t classes = class_count();
+	for (size_t index = 0; index <= classes; index++) {
+		size_t cls = index < classes ? class_by_index(index) : 0;
 		size_t count = 0, sum = 0;
 		for (size_t i = 0; i < a->nlive; i++) {
 			size_t s = a->live[i].size;
-			if (index < 40 ? s <= 32768 && class_of(s) == cls : s > 32768) {
+			if (index < classes ? s <= 32768 && class_of(s) == cls : s > 32768) {
 				count++;
 				sum += s;
 			}
 		}
 		if (!count)
 			continue;
-		if (index == 40)
+		if (index == classes)
 			len += (size_t)snprintf(buf + len, cap - len, "  LARGE: %zu blocks, %zu bytes\n", count, sum);
 		else
 			len += (size_t)snprintf(buf + len, cap - len, "  %s %zu: %zu blocks, %zu bytes\n",
@@ -957,7 +958,7 @@ static const char *check_dump(const char *s, pid_t pid, struct account *a, char 
 				  "first line: %.*s", (int)(nl - s), s);
 			cr_assert_eq(num(&o, "pid"), (uint64_t)pid);
 			cr_assert_eq(num(&o, "page_size"), (uint64_t)sysconf(_SC_PAGESIZE));
-			cr_assert_eq(num(&o, "classes"), 40);
+			cr_assert_eq(num(&o, "classes"), class_count());
 			cr_assert(num(&o, "arenas") >= 1 && num(&o, "arenas") <= 256);
 		} else if (!strcmp(type, "zone")) {
 			cr_assert(has_shape(&o, "$type $addr $kind #arena #class #chunk_size #size $first #capacity "
@@ -973,7 +974,7 @@ static const char *check_dump(const char *s, pid_t pid, struct account *a, char 
 			uint64_t size = num(&o, "size");
 			cr_assert(z->addr > last_addr, "zones and LARGE mappings not in address order");
 			last_addr = z->addr;
-			cr_assert(num(&o, "class") < 40 && class_by_index(num(&o, "class")) == z->chunk_size,
+			cr_assert(num(&o, "class") < class_count() && class_by_index(num(&o, "class")) == z->chunk_size,
 				  "class %lu has not chunks of %lu bytes", num(&o, "class"), z->chunk_size);
 			cr_assert_str_eq(str(&o, "kind"), z->chunk_size <= 512 ? "TINY" : "SMALL");
 			cr_assert(size && !(size & (size - 1)) && z->addr % size == 0, "zone size/alignment");

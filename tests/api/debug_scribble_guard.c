@@ -21,7 +21,8 @@
  *    that address, and kills a process that does not catch it.
  *
  * Expected size classes are computed here from the documented rule (16-byte
- * steps to 128, then four classes per doubling to 32 KiB), not from the
+ * steps to 128, then 9/8, 10/8, 12/8, 14/8 and 16/8 of each power of two
+ * to 32 KiB), not from the
  * library. ft_malloc only.
  */
 #define _GNU_SOURCE
@@ -322,9 +323,13 @@ static void run_child(const char *mode, const char *const *opts, const char *arg
 Test(debug_sizeclass, rule_sanity)
 {
 	cr_assert_eq(class_of(1), 16);
-	cr_assert_eq(class_of(129), 160);
+	cr_assert_eq(class_of(129), 144);
+	cr_assert_eq(class_of(145), 160);
+	cr_assert_eq(class_of(161), 192);
 	cr_assert_eq(class_of(512), 512);
-	cr_assert_eq(class_of(513), 640);
+	cr_assert_eq(class_of(513), 576);
+	cr_assert_eq(class_of(1032), 1152);
+	cr_assert_eq(class_of(4104), 4608);
 	cr_assert_eq(class_of(3001), 3072);
 	cr_assert_eq(class_of(20001), 20480);
 	cr_assert_eq(class_of(32768), 32768);

@@ -103,12 +103,14 @@ static uint32_t r32(struct input *in)
 }
 
 /* The size of class k as the allocator defines them: 16-byte steps to 128,
- * then four per doubling up to 32 KiB (40 classes). */
+ * then 9/8, 10/8, 12/8, 14/8 and 16/8 of each power of two up to 32 KiB
+ * (48 classes). */
 static size_t class_size(unsigned k)
 {
+	static const unsigned char eighths[5] = {9, 10, 12, 14, 16};
 	if (k < 8)
 		return (k + 1) * 16;
-	return (size_t)(5 + ((k - 8) & 3)) << ((k - 8) / 4 + 5);
+	return (size_t)eighths[(k - 8) % 5] << ((k - 8) / 5 + 4);
 }
 
 static size_t pick_size(struct input *in)
@@ -125,7 +127,7 @@ static size_t pick_size(struct input *in)
 	case 4:
 		return 513 + r16(in) % (32768 - 512);
 	case 5: /* a class size, one below or one above */
-		return class_size(r8(in) % 40) - 1 + r8(in) % 3;
+		return class_size(r8(in) % 48) - 1 + r8(in) % 3;
 	case 6: /* LARGE up to 2 MiB, smaller ones as likely as bigger ones */
 		return 32769 + r32(in) % ((size_t)32768 << r8(in) % 7);
 	case 7:

@@ -109,10 +109,10 @@ Test(idle, emptied_zones_stay_and_serve_their_class_again)
 	check_counts();
 }
 
-/* Class 5's zones are 64 KiB, class 17's (768 bytes) 128 KiB: no zone of
- * one can take over the other's range. */
-#define SMALL_ZONES 5
-#define BIG_ZONES 17
+/* 96-byte chunks have zones of 64 KiB, 768-byte ones of 128 KiB: no zone
+ * of one can take over the other's range. */
+#define SMALL_ZONES size_class(96)
+#define BIG_ZONES size_class(768)
 
 Test(idle, another_class_carving_past_the_peak_takes_their_place)
 {

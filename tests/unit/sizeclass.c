@@ -1,6 +1,7 @@
 /*
  * Size classes and zone geometry: every request maps to the smallest class
- * that holds it, slack stays within 25% past 128 bytes, and every zone is a
+ * that holds it, slack stays under a sixth past 128 bytes and under a ninth
+ * just past a power of two, and every zone is a
  * page-multiple power of two, the smallest that holds at least 100 chunks
  * of its class from its first byte, and its out-of-line header (with a
  * state slot per chunk, plus one) fits a header block.
@@ -26,7 +27,7 @@ Test(sizeclass, smallest_fitting_class)
 		if (cls > 0)
 			cr_assert_lt(class_size(cls - 1), n, "n=%zu does not take the smallest class", n);
 		if (n > 128)
-			cr_assert_leq((class_size(cls) - n) * 4, class_size(cls), "n=%zu wastes > 25%%", n);
+			cr_assert_lt((class_size(cls) - n) * 6, class_size(cls), "n=%zu wastes a sixth", n);
 	}
 	cr_assert_eq(size_class(FTM_TINY_MAX), FTM_TINY_CLASSES - 1);
 	for (size_t n = 0; n <= 1024; n++)
@@ -35,6 +36,21 @@ Test(sizeclass, smallest_fitting_class)
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
 		cr_assert_lt(ftm_classes[cls].zone_shift - FTM_ZONE_MIN_SHIFT, FTM_ZONE_SHIFTS,
 			     "class %u: zone size outside the retired-zone rows", cls);
+}
+
+/* A page or buffer with a small header in front (4096 + 8, 1024 + 16...)
+ * takes the class at 9/8 of the power of two, not one at 5/4. */
+Test(sizeclass, just_past_a_power_of_two)
+{
+	for (size_t pow = 128; pow < FTM_SMALL_MAX; pow *= 2) {
+		for (size_t n = pow + 1; n <= pow + pow / 8; n++) {
+			uint32_t cls = size_class(n);
+			cr_assert_eq(class_size(cls), pow + pow / 8, "n=%zu", n);
+			cr_assert_lt((class_size(cls) - n) * 9, class_size(cls), "n=%zu", n);
+		}
+	}
+	cr_assert_eq(class_size(size_class(4104)), 4608);
+	cr_assert_eq(class_size(size_class(1032)), 1152);
 }
 
 Test(sizeclass, sizes_increase_and_are_aligned)
