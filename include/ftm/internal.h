@@ -42,6 +42,8 @@ extern uint8_t ftm_class_lut[65];
 /* The same lookup giving offsetof(struct ftm_tcache, bins[class]), for
  * malloc's fast path. */
 extern uint16_t ftm_bin_lut[65];
+/* The same in 128-byte steps, for 1024 < n <= FTM_SMALL_MAX. */
+extern uint16_t ftm_bin_lut_medium[FTM_SMALL_MAX / 128 + 1];
 
 /* Class of a request of n <= FTM_SMALL_MAX bytes: 16-byte steps up to 128,
  * then five classes per doubling, at 9/8, 10/8, 12/8, 14/8 and 16/8 of the
@@ -71,6 +73,13 @@ static inline uint32_t size_class_small(size_t n)
 static inline struct ftm_bin *bin_small(struct ftm_tcache *tc, size_t n)
 {
 	return (struct ftm_bin *)((char *)tc + ftm_bin_lut[(n + 15) >> 4]);
+}
+
+/* The calling thread's bin for 1024 < n <= FTM_SMALL_MAX, by table: past
+ * 1 KiB every class size is a multiple of 128, so 128-byte steps find it. */
+static inline struct ftm_bin *bin_medium(struct ftm_tcache *tc, size_t n)
+{
+	return (struct ftm_bin *)((char *)tc + ftm_bin_lut_medium[(n + 127) >> 7]);
 }
 
 /* Size of class cls, the inverse of size_class. */

@@ -85,9 +85,9 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 	return p;
 }
 
-/* One comparison picks the common case, a size up to 1 KiB whose class is
- * a table lookup; a hit pops the bin and marks the chunk live with its
- * exact size. The boot and dead caches have empty bins, so a thread
+/* One comparison picks the common case, a size up to 1 KiB; its bin, like
+ * that of any size up to 32 KiB, is a table lookup. A hit pops the bin and
+ * marks the chunk live with its exact size. The boot and dead caches have empty bins, so a thread
  * without a cache falls to malloc_slow like any miss. */
 FTM_EXPORT void *ftm_malloc(size_t size)
 {
@@ -95,7 +95,7 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 	if (FTM_LIKELY(size <= 1024))
 		bin = bin_small(ftm_tls_tcache, size);
 	else if (size <= FTM_SMALL_MAX)
-		bin = &ftm_tls_tcache->bins[size_class(size)];
+		bin = bin_medium(ftm_tls_tcache, size);
 	else
 		return malloc_slow(size, FTM_CALLER);
 	struct ftm_slot *top = bin->top;

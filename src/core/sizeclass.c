@@ -15,6 +15,7 @@
 struct ftm_class ftm_classes[FTM_CLASS_COUNT];
 uint8_t ftm_class_lut[65];
 uint16_t ftm_bin_lut[65];
+uint16_t ftm_bin_lut_medium[FTM_SMALL_MAX / 128 + 1];
 
 static size_t round_up(size_t n, size_t to)
 {
@@ -61,4 +62,6 @@ void sizeclass_init(void)
 		ftm_class_lut[k] = (uint8_t)size_class(16 * k);
 		ftm_bin_lut[k] = (uint16_t)offsetof(struct ftm_tcache, bins[ftm_class_lut[k]]);
 	}
+	for (uint32_t k = 0; k < sizeof(ftm_bin_lut_medium) / sizeof(*ftm_bin_lut_medium); k++)
+		ftm_bin_lut_medium[k] = (uint16_t)offsetof(struct ftm_tcache, bins[size_class(128 * k)]);
 }

@@ -30,8 +30,14 @@ Test(sizeclass, smallest_fitting_class)
 			cr_assert_lt((class_size(cls) - n) * 6, class_size(cls), "n=%zu wastes a sixth", n);
 	}
 	cr_assert_eq(size_class(FTM_TINY_MAX), FTM_TINY_CLASSES - 1);
-	for (size_t n = 0; n <= 1024; n++)
+	static struct ftm_tcache cache;
+	struct ftm_tcache *tc = &cache;
+	for (size_t n = 0; n <= 1024; n++) {
 		cr_assert_eq(size_class_small(n), size_class(n), "lookup table disagrees at %zu", n);
+		cr_assert_eq(bin_small(tc, n), &tc->bins[size_class(n)], "bin table disagrees at %zu", n);
+	}
+	for (size_t n = 1025; n <= FTM_SMALL_MAX; n++)
+		cr_assert_eq(bin_medium(tc, n), &tc->bins[size_class(n)], "bin table disagrees at %zu", n);
 	cr_assert_eq(size_class(FTM_SMALL_MAX), FTM_CLASS_COUNT - 1);
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
 		cr_assert_lt(ftm_classes[cls].zone_shift - FTM_ZONE_MIN_SHIFT, FTM_ZONE_SHIFTS,
