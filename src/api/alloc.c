@@ -87,8 +87,9 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 
 /* One comparison picks the common case, a size up to 1 KiB; its bin, like
  * that of any size up to 32 KiB, is a table lookup. A hit pops the bin and
- * marks the chunk live with its exact size. The boot and dead caches have empty bins, so a thread
- * without a cache falls to malloc_slow like any miss. */
+ * marks the chunk live with its exact size. The boot and dead caches have
+ * empty bins, so a thread without a cache falls to malloc_slow like any
+ * miss. */
 FTM_EXPORT void *ftm_malloc(size_t size)
 {
 	struct ftm_bin *bin;

@@ -22,8 +22,7 @@
  *
  * Expected size classes are computed here from the documented rule (16-byte
  * steps to 128, then 9/8, 10/8, 12/8, 14/8 and 16/8 of each power of two
- * to 32 KiB), not from the
- * library. ft_malloc only.
+ * to 32 KiB), not from the library. ft_malloc only.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
