@@ -218,7 +218,7 @@ struct ftm_arena *arena_for_thread(void);
 void arena_lock(struct ftm_arena *arena);
 void arena_unlock(struct ftm_arena *arena);
 uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *out, uint32_t want);
-void arena_return(const struct ftm_slot *chunks, uint32_t count);
+void arena_return(uint32_t cls, const struct ftm_slot *chunks, uint32_t count);
 void *arena_alloc_one(uint32_t cls);
 size_t arena_trim(void);
 void arena_lock_all(void);

@@ -150,7 +150,7 @@ bool free_checked(void *p, const char *call)
 	struct ftm_tcache *tc = thread_cache();
 	struct ftm_slot freed = {p, meta_slot(zone, index)};
 	if (!tc) {
-		arena_return(&freed, 1);
+		arena_return(zone->cls, &freed, 1);
 		return true;
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];

@@ -377,35 +377,58 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	return got;
 }
 
-static void arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uint32_t index)
+/* Puts a chunk back in its zone; returns whether that emptied the zone
+ * (which may then be gone). */
+static bool arena_put(struct ftm_arena *arena, struct ftm_zone *zone, uint32_t index)
 {
 	zone_put(zone, index);
 	if (!zone->in_avail)
 		avail_insert(arena, zone);
-	arena->stats.chunks_out--;
-	arena->stats.bytes_out -= zone->size;
-	arena->by_class[zone->cls].chunks_out--;
-	if (zone->used == 0)
-		arena_zone_emptied(arena, zone);
+	if (zone->used)
+		return false;
+	arena_zone_emptied(arena, zone);
+	return true;
 }
 
-/* Gives chunks (validated by the caller) back to the arenas owning their
- * zones, taking each arena's lock once per run of chunks it owns. */
-void arena_return(const struct ftm_slot *chunks, uint32_t count)
+/* Takes n chunks of class cls off what the arena counts as handed out. */
+static void arena_uncount(struct ftm_arena *arena, uint32_t cls, uint32_t n)
 {
+	arena->stats.chunks_out -= n;
+	arena->stats.bytes_out -= (uint64_t)n * ftm_classes[cls].size;
+	arena->by_class[cls].chunks_out -= n;
+}
+
+/* Gives chunks of class cls (validated by the caller) back to the arenas
+ * owning their zones, taking each arena's lock and counting once per run
+ * of chunks it owns. A flush is mostly runs of chunks from one zone: a
+ * chunk in the zone of the one before needs no page-map lookup (on jq's
+ * teardown of 600 000 objects this loop was 48 instructions a chunk). */
+void arena_return(uint32_t cls, const struct ftm_slot *chunks, uint32_t count)
+{
+	uint32_t shift = ftm_classes[cls].zone_shift;
 	struct ftm_arena *locked = NULL;
+	struct ftm_zone *zone = NULL;
+	uint32_t run = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		struct ftm_zone *zone = pagemap_zone(chunks[i].chunk);
+		if (!zone || ((uintptr_t)chunks[i].chunk ^ zone_base(zone)) >> shift)
+			zone = pagemap_zone(chunks[i].chunk);
 		if (zone->arena != locked) {
-			if (locked)
+			if (locked) {
+				arena_uncount(locked, cls, run);
 				arena_unlock(locked);
+			}
 			locked = zone->arena;
+			run = 0;
 			arena_lock(locked);
 		}
-		arena_put(locked, zone, (uint32_t)(chunks[i].meta - zone->meta));
+		run++;
+		if (arena_put(locked, zone, (uint32_t)(chunks[i].meta - zone->meta)))
+			zone = NULL;
 	}
-	if (locked)
+	if (locked) {
+		arena_uncount(locked, cls, run);
 		arena_unlock(locked);
+	}
 }
 
 /* One chunk straight from the arena, for a thread that has no cache. */

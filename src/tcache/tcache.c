@@ -106,7 +106,7 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	if (count <= keep)
 		return;
 	uint32_t out = count - keep;
-	arena_return(bin->base, out);
+	arena_return(cls, bin->base, out);
 	memmove(bin->base, bin->base + out, keep * sizeof(*bin->base));
 	bin->top = bin->base + keep;
 	bin->flushed += out;

@@ -55,10 +55,14 @@ static void take(uint32_t cls, uint32_t at, uint32_t n)
 	}
 }
 
+/* Gives slots [at, at + n) back, BATCH at a time, as a flush would: one
+ * class per call. */
 static void give(uint32_t at, uint32_t n)
 {
-	for (uint32_t done = 0; done < n; done += BATCH)
-		arena_return(slots + at + done, n - done < BATCH ? n - done : BATCH);
+	for (uint32_t done = 0; done < n; done += BATCH) {
+		const struct ftm_slot *batch = slots + at + done;
+		arena_return(pagemap_zone(batch[0].chunk)->cls, batch, n - done < BATCH ? n - done : BATCH);
+	}
 }
 
 static uint32_t idle_count(uint32_t cls)

@@ -77,7 +77,7 @@ Test(prefault, carved_chunks_are_resident_before_use)
 	cr_assert_eq(resident_pages(first + 2 * 8192, 2 * 8192), 0,
 		     "FT_MALLOC_PREFAULT=0 leaves them to fault in");
 	ftm_options[FTM_OPT_PREFAULT] = 1;
-	arena_return(slots, 4);
+	arena_return(cls, slots, 4);
 }
 
 /* Chunks of 48 bytes: a carve of 100 ends inside its second page, which
@@ -93,7 +93,7 @@ Test(prefault, the_page_a_carve_ends_in_is_left_alone)
 	cr_assert_eq(resident_pages(zone_first, ftm_page_size), 1);
 	cr_assert_eq(resident_pages(zone_first + ftm_page_size, ftm_page_size), 0,
 		     "4800 bytes carved: the second page is shared with uncarved chunks");
-	arena_return(slots, 100);
+	arena_return(cls, slots, 100);
 }
 
 /* The start of a LARGE block's mapping (its header shares the first page). */
@@ -193,6 +193,6 @@ Test(prefault, a_refusal_turns_it_off)
 	struct ftm_slot slots[2];
 	cr_assert_eq(arena_refill(arena, cls, slots, 2), 2);
 	cr_assert_eq(resident_pages(slots[0].chunk, 2 * 8192), 0);
-	arena_return(slots, 2);
+	arena_return(cls, slots, 2);
 	munmap(probe, 2 * ftm_page_size);
 }
