@@ -114,9 +114,12 @@ static inline struct ftm_zone *pagemap_zone(const void *p)
 /* ---- arena/zone.c -------------------------------------------------------- */
 extern uint64_t ftm_zone_key; /* a magic number ^ the process secret */
 void zone_init_key(void);
+void *zone_header_space(struct ftm_arena *arena, size_t bytes);
+struct ftm_zone *zone_reserve(struct ftm_arena *arena, uint32_t cls);
+void zone_unreserve(struct ftm_zone *zone);
+struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base);
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
-struct ftm_zone *zone_recycle(struct ftm_zone *old, uint32_t cls);
-void zone_destroy(struct ftm_zone *zone);
+void zone_close(struct ftm_zone *zone, bool keep_pages);
 uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
 struct ftm_page_run zone_carved_pages(const struct ftm_zone *zone, uint32_t from);
 void zone_put(struct ftm_zone *zone, uint32_t index);
@@ -204,6 +207,12 @@ static inline bool meta_replace(struct ftm_zone *zone, size_t index, uint16_t se
 	return __atomic_compare_exchange_n(meta_slot(zone, index), &seen, state, false,
 					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
+
+/* ---- arena/span.c -------------------------------------------------------- */
+uintptr_t span_take(struct ftm_arena *arena, uint32_t shift);
+bool span_take_at(struct ftm_arena *arena, uintptr_t addr, uint32_t shift);
+bool span_is_free(const struct ftm_arena *arena, uintptr_t addr, uint32_t shift);
+void span_give(struct ftm_arena *arena, uintptr_t addr, uint32_t shift, bool keep_pages);
 
 /* ---- arena/arena.c ------------------------------------------------------- */
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
@@ -390,6 +399,7 @@ int os_open_write(const char *path, bool append);
 uint64_t os_now_ns(void);
 uint32_t os_thread_id(void);
 void *os_map_aligned(size_t size, size_t align);
+void os_unmap_aligned(void *p, size_t size);
 void os_unmap(void *p, size_t size);
 void os_discard(void *p, size_t size);
 /* Whole pages about to be written, to fault in with one os_prefault call. */

@@ -2,18 +2,20 @@
  * ft_malloc data model: every structure the allocator keeps, in one place.
  *
  *   thread ─► tcache ──(batch, under arena lock)──► arena ─► zone (one size class)
- *             no lock                                mutex    power-of-two mapping
+ *             no lock                                mutex    power-of-two range
+ *                                                             of a 4 MiB segment
  *
  *   size > FTM_SMALL_MAX ─► large registry (one global mutex), a mapping each
  *
  * A request is rounded up to one of FTM_CLASS_COUNT size classes. TINY and
- * SMALL classes are served from zones: a zone is a mapping of 2^zone_shift
- * bytes aligned to its own size, carved into equal chunks of one class from
- * its first byte. Its header and per-chunk state array ("meta") live out of
- * line, packed in header blocks that its arena maps for them: a lightly used
- * zone costs one page of data, not a page of header too (111 of the 444
- * zone pages of w_thread_churn on 8 threads were header pages), and no
- * overflow out of a chunk can reach any of the allocator's own data.
+ * SMALL classes are served from zones: a zone is a range of 2^zone_shift
+ * bytes aligned to its own size, cut from one of its arena's segments,
+ * carved into equal chunks of one class from its first byte. Its header and
+ * per-chunk state array ("meta") live out of line, packed in header blocks
+ * that its arena maps for them: a lightly used zone costs one page of data,
+ * not a page of header too (111 of the 444 zone pages of w_thread_churn on
+ * 8 threads were header pages), and no overflow out of a chunk can reach
+ * any of the allocator's own data.
  * The page map records, for every FTM_GRANULE of address space, which zone
  * covers it: free() finds a pointer's zone in two loads and can reject a
  * pointer that is not ours without ever dereferencing it.
@@ -42,7 +44,6 @@
 #define FTM_ZONE_MIN_CHUNKS 100 /* the subject: a zone holds >= 100 of its class */
 #define FTM_ZONE_MIN_SHIFT 16   /* smallest zone: 64 KiB */
 #define FTM_ZONE_SHIFTS 7       /* zone sizes: 64 KiB .. 4 MiB */
-#define FTM_RETIRED_MAX 16      /* retired zones an arena keeps per zone size */
 #define FTM_HEADER_BLOCK 65536  /* bytes an arena maps at a time for zone headers */
 
 /* Geometry of one size class, computed once at start-up from the page size. */
@@ -109,6 +110,22 @@ struct ftm_zone {
 };
 /* free's fast path reads only the first 40 bytes of the header: one line. */
 
+/* A segment is one mapping of 4 MiB, aligned to its size, that an arena
+ * cuts into zone ranges as a buddy system (arena/span.c): a range of
+ * 2^(16 + order) bytes is free or not as a whole, and two free buddies
+ * merge, so a free range is marked at one order only. Zone ranges of every size thus come from, and go back to, the same
+ * address space: one mmap per 4 MiB instead of one mmap and one munmap per
+ * zone, and a zone of 512 KiB can take over four neighbouring idle zones of
+ * 128 KiB, pages and all (arena.c). The descriptor lives in the arena's
+ * header blocks, out of the segment, like zone headers. */
+#define FTM_SEGMENT_SHIFT (FTM_ZONE_MIN_SHIFT + FTM_ZONE_SHIFTS - 1)
+
+struct ftm_segment {
+	uintptr_t base;                 /* 2^FTM_SEGMENT_SHIFT aligned */
+	uint64_t free[FTM_ZONE_SHIFTS]; /* bit i of free[order]: range i of that order is a free range */
+	struct ftm_segment *next;       /* the arena's segments, or its spare descriptors */
+};
+
 /* ------------------------------------------------------------------------ */
 /* Arenas                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -144,8 +161,8 @@ struct ftm_arena {
 	struct ftm_zone *idle_oldest;              /* every class's idle zones, by age */
 	struct ftm_zone *idle_newest;
 	struct ftm_zone *zones;                    /* every zone of this arena */
-	uintptr_t retired[FTM_ZONE_SHIFTS][FTM_RETIRED_MAX]; /* bases of zones given back, range kept */
-	uint32_t retired_count[FTM_ZONE_SHIFTS];   /* entries of each retired[] row */
+	struct ftm_segment *segments;              /* where its zones' ranges come from */
+	struct ftm_segment *spare_segments;        /* descriptors of segments given back */
 	struct ftm_zone *spare_header[FTM_CLASS_COUNT]; /* headers of ended zones, per class */
 	char *header_next;                         /* free room in the newest header block */
 	char *header_end;                          /* end of that block */

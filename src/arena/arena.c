@@ -229,7 +229,6 @@ static void arena_drop_zone(struct ftm_arena *arena, struct ftm_zone *zone)
 	zones_remove(arena, zone);
 	pages_add(&ftm_zone_pages.carved, -(int64_t)zone_resident_bytes(zone));
 	arena->stats.zones_unmapped++;
-	arena->stats.bytes_mapped -= zone_bytes(zone);
 	arena->by_class[zone->cls].zones_unmapped++;
 }
 
@@ -237,41 +236,156 @@ static void arena_drop_zone(struct ftm_arena *arena, struct ftm_zone *zone)
 static void arena_release_zone(struct ftm_arena *arena, struct ftm_zone *zone)
 {
 	arena_drop_zone(arena, zone);
-	zone_destroy(zone);
+	zone_close(zone, false);
 }
 
-/* The oldest idle zone of another class whose zones are as big as cls's,
- * the newest of each class excepted. */
-static struct ftm_zone *idle_to_recycle(struct ftm_arena *arena, uint32_t cls)
+/* Puts a new zone on the arena's books, with the resident bytes its range
+ * came with. */
+static void arena_adopt_zone(struct ftm_arena *arena, struct ftm_zone *zone, uint64_t warm)
+{
+	zone->warm_bytes = (uint32_t)warm;
+	pages_add(&ftm_zone_pages.carved, (int64_t)warm);
+	zones_insert(arena, zone);
+	arena->stats.zones_mapped++;
+	arena->by_class[zone->cls].zones_mapped++;
+}
+
+/* ---- idle pages for a new zone ---------------------------------------------
+ * A class that needs a zone and has no idle one takes the pages of idle
+ * zones of other classes before it faults in fresh ones (each idle zone the
+ * newest of its class excepted, oldest first):
+ *  - one of its own size: the zone starts over on that range;
+ *  - smaller ones that, with free ranges, fill an aligned range of its size
+ *    (their segment's buddy system keeps neighbours together): they end and
+ *    one zone opens over them;
+ *  - a bigger one: it ends and is cut into zones of the class, as many as
+ *    its resident pages cover; the first serves now, the others wait idle.
+ * sqlite3 (bench/README.md) swings between 1 KiB buffers in zones of
+ * 128 KiB and 4 KiB pages in zones of 512 KiB: before, 76 zones of buffers
+ * were given back as the pages grew and faulted in again later. */
+
+static bool idle_spare(const struct ftm_arena *arena, const struct ftm_zone *zone)
+{
+	return zone && zone->arena == arena && zone->idle_since &&
+	       arena->idle[zone->cls] != zone;
+}
+
+/* Spare idle zones and free ranges that fill [base, base + 2^shift), into
+ * olds[]; their count, or 0 if anything else is in that range. */
+static uint32_t idle_cover(const struct ftm_arena *arena, uintptr_t base, uint32_t shift,
+			   struct ftm_zone **olds)
+{
+	uint32_t n = 0;
+	uintptr_t end = base + ((uintptr_t)1 << shift);
+	for (uintptr_t at = base; at < end;) {
+		struct ftm_zone *zone = pagemap_zone((void *)at);
+		if (zone) {
+			if (!idle_spare(arena, zone))
+				return 0;
+			olds[n++] = zone;
+			at = zone_base(zone) + zone_bytes(zone);
+		} else if (span_is_free(arena, at, FTM_GRANULE_SHIFT)) {
+			at += (uintptr_t)1 << FTM_GRANULE_SHIFT;
+		} else {
+			return 0;
+		}
+	}
+	return n;
+}
+
+/* Ends olds[] and opens one zone of class cls over [base, its zone size),
+ * which they and free ranges fill. Their pages, each zone's a prefix of its
+ * range, count as resident up to the furthest one. */
+static struct ftm_zone *idle_merge(struct ftm_arena *arena, uint32_t cls, uintptr_t base,
+				   struct ftm_zone **olds, uint32_t n)
+{
+	struct ftm_zone *zone = zone_reserve(arena, cls);
+	if (!zone)
+		return NULL;
+	uint64_t warm = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t reach = zone_base(olds[i]) - base + zone_resident_bytes(olds[i]);
+		warm = reach > warm ? reach : warm;
+		arena_drop_zone(arena, olds[i]);
+		zone_close(olds[i], true);
+	}
+	if (!span_take_at(arena, base, ftm_classes[cls].zone_shift)) {
+		zone_unreserve(zone); /* idle_cover said free: not reached */
+		return NULL;
+	}
+	if (!(zone = zone_open(zone, base)))
+		return NULL;
+	arena_adopt_zone(arena, zone, warm);
+	return zone;
+}
+
+/* Ends a bigger idle zone and opens zones of class cls over the part of
+ * its range that may be resident; the range past it stays free. */
+static struct ftm_zone *idle_split(struct ftm_arena *arena, uint32_t cls, struct ftm_zone *old)
 {
 	uint32_t shift = ftm_classes[cls].zone_shift;
-	for (struct ftm_zone *zone = arena->idle_oldest; zone; zone = zone->idle_next)
-		if (ftm_classes[zone->cls].zone_shift == shift && arena->idle[zone->cls] != zone)
-			return zone;
+	uint64_t piece = (uint64_t)1 << shift, warm = zone_resident_bytes(old);
+	uint32_t n = (uint32_t)((warm + piece - 1) >> shift);
+	struct ftm_zone *pieces[1u << (FTM_ZONE_SHIFTS - 1)];
+	for (uint32_t i = 0; i < n; i++)
+		if (!(pieces[i] = zone_reserve(arena, cls))) {
+			while (i--)
+				zone_unreserve(pieces[i]);
+			return NULL;
+		}
+	uintptr_t base = zone_base(old);
+	arena_drop_zone(arena, old);
+	zone_close(old, true);
+	uint64_t now = os_now_ns();
+	struct ftm_zone *first = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		uintptr_t at = base + i * piece;
+		struct ftm_zone *zone = NULL;
+		if (span_take_at(arena, at, shift))
+			zone = zone_open(pieces[i], at);
+		else
+			zone_unreserve(pieces[i]); /* the range was just given back: not reached */
+		if (!zone)
+			continue;
+		arena_adopt_zone(arena, zone, warm - i * piece < piece ? warm - i * piece : piece);
+		if (!first)
+			first = zone;
+		else
+			idle_insert(arena, zone, now);
+	}
+	return first;
+}
+
+/* A zone of class cls on the pages of idle zones of other classes, or NULL
+ * when none can give theirs. */
+static struct ftm_zone *idle_take_over(struct ftm_arena *arena, uint32_t cls)
+{
+	uint32_t shift = ftm_classes[cls].zone_shift;
+	struct ftm_zone *olds[1u << (FTM_ZONE_SHIFTS - 1)];
+	for (struct ftm_zone *zone = arena->idle_oldest; zone; zone = zone->idle_next) {
+		if (!idle_spare(arena, zone))
+			continue;
+		uint32_t old_shift = ftm_classes[zone->cls].zone_shift;
+		if (old_shift > shift)
+			return idle_split(arena, cls, zone);
+		uintptr_t base = zone_base(zone) & ~(((uintptr_t)1 << shift) - 1);
+		uint32_t n = idle_cover(arena, base, shift, olds);
+		if (n)
+			return idle_merge(arena, cls, base, olds, n);
+	}
 	return NULL;
 }
 
-/* A new zone of class cls, recycled from an idle one when it can be. */
+/* A new zone of class cls, on idle pages when it can be. */
 FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cls)
 {
-	struct ftm_zone *zone = NULL, *old = idle_to_recycle(arena, cls);
-	if (old) {
-		uint32_t warm = (uint32_t)zone_resident_bytes(old);
-		arena_drop_zone(arena, old);
-		if ((zone = zone_recycle(old, cls))) {
-			zone->warm_bytes = warm;
-			pages_add(&ftm_zone_pages.carved, warm);
-		} else {
-			zone_destroy(old);
-		}
+	struct ftm_zone *zone = idle_take_over(arena, cls);
+	if (!zone) {
+		if (!(zone = zone_create(arena, cls)))
+			return NULL;
+		arena_adopt_zone(arena, zone, 0);
 	}
-	if (!zone && !(zone = zone_create(arena, cls)))
-		return NULL;
-	zones_insert(arena, zone);
 	avail_insert(arena, zone);
-	arena->stats.zones_mapped++;
-	arena->stats.bytes_mapped += zone_bytes(zone);
-	arena->by_class[cls].zones_mapped++;
 	return zone;
 }
 

@@ -1,6 +1,7 @@
 /*
- * Zones: one mapping of 2^zone_shift bytes, aligned to its size, carved into
- * chunks of a single size class, with its header kept out of line. Chunks
+ * Zones: a range of 2^zone_shift bytes, aligned to its size and cut from
+ * the arena's segments (span.c), carved into chunks of a single size
+ * class, with its header kept out of line. Chunks
  * are handed out from the free list of returned chunks first, then carved
  * from never-touched memory, so pages a program never needed are never
  * faulted in.
@@ -36,17 +37,11 @@ void zone_init_key(void)
  * reads it after it was reused computes with the geometry its meta array
  * was sized for: its chunk index stays below capacity (tests/unit/zone.c). */
 
-/* A header for a zone of class cls of the arena (a spare one already is). */
-static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
+/* `bytes` from the arena's header blocks, for good: zone headers and
+ * segment descriptors (span.c). */
+void *zone_header_space(struct ftm_arena *arena, size_t bytes)
 {
-	struct ftm_zone *zone = arena->spare_header[cls];
-	if (zone) {
-		arena->spare_header[cls] = zone->avail_next;
-		zone->avail_next = NULL;
-		return zone;
-	}
-	size_t need = ftm_classes[cls].header_bytes;
-	if ((size_t)(arena->header_end - arena->header_next) < need) {
+	if ((size_t)(arena->header_end - arena->header_next) < bytes) {
 		char *block = os_map(FTM_HEADER_BLOCK);
 		if (!block)
 			return NULL;
@@ -54,8 +49,23 @@ static struct ftm_zone *header_take(struct ftm_arena *arena, uint32_t cls)
 		arena->header_end = block + FTM_HEADER_BLOCK;
 		arena->stats.bytes_mapped += FTM_HEADER_BLOCK;
 	}
-	zone = (struct ftm_zone *)arena->header_next;
-	arena->header_next += need;
+	void *space = arena->header_next;
+	arena->header_next += bytes;
+	return space;
+}
+
+/* A header for a zone of class cls of the arena (a spare one already is),
+ * not yet a zone: zone_open makes it one, zone_unreserve gives it back. */
+struct ftm_zone *zone_reserve(struct ftm_arena *arena, uint32_t cls)
+{
+	struct ftm_zone *zone = arena->spare_header[cls];
+	if (zone) {
+		arena->spare_header[cls] = zone->avail_next;
+		zone->avail_next = NULL;
+		return zone;
+	}
+	if (!(zone = zone_header_space(arena, ftm_classes[cls].header_bytes)))
+		return NULL;
 	zone->arena = arena;
 	zone->cls = cls;
 	return zone;
@@ -75,35 +85,19 @@ static void header_give(struct ftm_zone *zone)
 	arena->spare_header[zone->cls] = zone;
 }
 
-/* ---- retired zones ---------------------------------------------------------
- * A zone given back keeps its address range: its pages are discarded (the
- * memory goes back to the OS and the range reads as zeros), and the next
- * zone of the same size made by the arena reuses the range, without a new
- * mapping. Past FTM_RETIRED_MAX per size, a zone is unmapped. */
-
-static uintptr_t retired_take(struct ftm_arena *arena, uint32_t shift)
+void zone_unreserve(struct ftm_zone *zone)
 {
-	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
-	if (!arena->retired_count[row])
-		return 0;
-	return arena->retired[row][--arena->retired_count[row]];
+	header_give(zone);
 }
 
-static bool retired_put(struct ftm_arena *arena, uintptr_t base, uint32_t shift)
-{
-	uint32_t row = shift - FTM_ZONE_MIN_SHIFT;
-	if (arena->retired_count[row] == FTM_RETIRED_MAX)
-		return false;
-	arena->retired[row][arena->retired_count[row]++] = base;
-	os_discard((void *)base, (size_t)1 << shift);
-	return true;
-}
+/* ---- zones on their ranges ---------------------------------------------- */
 
-/* Sets up a header from header_take as its zone on [base, base + the
- * class's zone size). The header is complete before its seal is set, and
- * the seal before the page map names the zone: a free that finds the zone
- * finds it whole. */
-static struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base)
+/* Makes a reserved header the zone on [base, base + the class's zone size),
+ * a range taken from the arena's spans. The header is complete before its
+ * seal is set, and the seal before the page map names the zone: a free
+ * that finds the zone finds it whole. NULL, the header and range given
+ * back, when the page map cannot cover the range. */
+struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base)
 {
 	uint32_t cls = zone->cls;
 	const struct ftm_class *c = &ftm_classes[cls];
@@ -116,8 +110,8 @@ static struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base)
 	zone->bin_offset = (uint32_t)offsetof(struct ftm_tcache, bins[cls]);
 	__atomic_store_n(&zone->check, ftm_zone_key, __ATOMIC_RELEASE);
 	if (!pagemap_register(base, size, zone)) {
-		os_unmap((void *)base, size);
 		header_give(zone);
+		span_give(zone->arena, base, c->zone_shift, false);
 		return NULL;
 	}
 	return zone;
@@ -125,42 +119,28 @@ static struct ftm_zone *zone_open(struct ftm_zone *zone, uintptr_t base)
 
 struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls)
 {
-	uint32_t shift = ftm_classes[cls].zone_shift;
-	struct ftm_zone *zone = header_take(arena, cls);
+	struct ftm_zone *zone = zone_reserve(arena, cls);
 	if (!zone)
 		return NULL;
-	uintptr_t base = retired_take(arena, shift);
-	if (!base && !(base = (uintptr_t)os_map_aligned((size_t)1 << shift, (size_t)1 << shift))) {
+	uintptr_t base = span_take(arena, ftm_classes[cls].zone_shift);
+	if (!base) {
 		header_give(zone);
 		return NULL;
 	}
 	return zone_open(zone, base);
 }
 
-/* Ends an empty zone and starts one of class cls (whose zones have the same
- * size) on its range, pages and all: no fault for the pages it had
- * touched, no discard. NULL, with `old` untouched, when no header can be
- * had; the range is already in the page map's leaves, so nothing else can
- * fail. */
-struct ftm_zone *zone_recycle(struct ftm_zone *old, uint32_t cls)
+/* Ends a zone: out of the page map, its header spare, its range back to the
+ * arena's spans, with its pages when `keep_pages` (the caller opens a zone
+ * on them before it unlocks the arena). */
+void zone_close(struct ftm_zone *zone, bool keep_pages)
 {
-	struct ftm_zone *zone = header_take(old->arena, cls);
-	if (!zone)
-		return NULL;
-	uintptr_t base = zone_base(old);
-	pagemap_unregister(base, zone_bytes(old));
-	header_give(old);
-	return zone_open(zone, base);
-}
-
-void zone_destroy(struct ftm_zone *zone)
-{
+	struct ftm_arena *arena = zone->arena;
 	uint32_t shift = ftm_classes[zone->cls].zone_shift;
 	uintptr_t base = zone_base(zone);
 	pagemap_unregister(base, (size_t)1 << shift);
-	if (!retired_put(zone->arena, base, shift))
-		os_unmap((void *)base, (size_t)1 << shift);
 	header_give(zone);
+	span_give(arena, base, shift, keep_pages);
 }
 
 /* The free chunk after `index`, or 0 at the end of the list. A link that

@@ -70,22 +70,33 @@ uint32_t os_thread_id(void)
 	return (uint32_t)syscall(SYS_gettid);
 }
 
-/* A mapping of size bytes aligned to align (both powers of two, at least a
- * page): over-map, then give back the unaligned head and the tail. */
+/* A mapping of size bytes aligned to align (both powers of two, more than a
+ * page): over-map, then give back the unaligned head and the tail, but for
+ * one untouched page just below. A mapping that starts on a 2 MiB line
+ * leaves the one the kernel puts below it (a thread stack, say) alone on
+ * its last page table, which is then freed with it and made again for the
+ * next: w_thread_churn on 8 threads, whose stacks came and went below our
+ * 4 MiB segments, ran 1.15x slower for it. Give it back with
+ * os_unmap_aligned. */
 void *os_map_aligned(size_t size, size_t align)
 {
-	if (align <= ftm_page_size)
-		return os_map(size);
 	char *raw = os_map(size + align);
 	if (!raw)
 		return NULL;
-	char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
-	size_t head = (size_t)(aligned - raw);
+	char *aligned =
+	    (char *)(((uintptr_t)raw + ftm_page_size + align - 1) & ~(uintptr_t)(align - 1));
+	size_t head = (size_t)(aligned - ftm_page_size - raw);
+	size_t tail = (size_t)(raw + size + align - (aligned + size));
 	if (head)
 		counted_unmap(raw, head);
-	if (align - head)
-		counted_unmap(aligned + size, align - head);
+	if (tail)
+		counted_unmap(aligned + size, tail);
 	return aligned;
+}
+
+void os_unmap_aligned(void *p, size_t size)
+{
+	counted_unmap((char *)p - ftm_page_size, size + ftm_page_size);
 }
 
 void os_unmap(void *p, size_t size)

@@ -1,8 +1,9 @@
 /*
  * Idle zones (src/arena/arena.c): a zone whose last chunk comes back stays
  * mapped, pages and all, and serves its class again before any new zone is
- * made; a new zone of another class with zones of the same size takes over
- * its range, pages kept (a stale pointer into it is refused); idle zones
+ * made; a new zone of another class takes over the pages of idle zones of
+ * its size, of smaller ones that fill its range, or of a bigger one that is
+ * cut up (a stale pointer into them is refused); idle zones
  * give way, oldest first, when another class carves past the process's
  * busy peak and its slack (the newest idle zone of each class excepted);
  * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
@@ -113,15 +114,25 @@ Test(idle, emptied_zones_stay_and_serve_their_class_again)
 	check_counts();
 }
 
-/* 96-byte chunks have zones of 64 KiB, 768-byte ones of 128 KiB: no zone
- * of one can take over the other's range. */
+/* 96-byte chunks have zones of 64 KiB, 32 KiB ones of 4 MiB: a zone of b
+ * could only take over a's idle pages as a whole segment, and a busy zone
+ * of a third class, made first, holds the segment's first 64 KiB. */
 #define SMALL_ZONES size_class(96)
-#define BIG_ZONES size_class(768)
+#define BIG_ZONES size_class(32768)
+#define BLOCKER size_class(16)
+#define LAST_SLOT (8 * 4096 - 1)
+
+static void take_blocker(void)
+{
+	take(BLOCKER, LAST_SLOT, 1);
+	cr_assert_eq(ftm_classes[BIG_ZONES].zone_shift, FTM_SEGMENT_SHIFT);
+	cr_assert_eq(ftm_classes[BLOCKER].zone_shift, ftm_classes[SMALL_ZONES].zone_shift);
+}
 
 Test(idle, another_class_carving_past_the_peak_takes_their_place)
 {
 	uint32_t a = SMALL_ZONES, b = BIG_ZONES, na = 4 * capacity(a);
-	cr_assert_neq(ftm_classes[a].zone_shift, ftm_classes[b].zone_shift);
+	take_blocker();
 	take(a, 0, na);
 	give(0, na);
 	cr_assert_eq(idle_count(a), 4);
@@ -142,7 +153,8 @@ Test(idle, another_class_carving_past_the_peak_takes_their_place)
 
 Test(idle, carving_within_the_slack_keeps_them)
 {
-	uint32_t a = SMALL_ZONES, b = BIG_ZONES, na = 4 * capacity(a);
+	uint32_t a = SMALL_ZONES, b = BIG_ZONES, na = 32 * capacity(a);
+	take_blocker();
 	take(a, 0, na);
 	give(0, na);
 	uint64_t peak = ftm_zone_pages.busy_peak;
@@ -150,7 +162,7 @@ Test(idle, carving_within_the_slack_keeps_them)
 	uint32_t nb = (uint32_t)(peak / FTM_IDLE_SLACK / 2 / ftm_classes[b].size);
 	cr_assert_gt(nb, 0);
 	take(b, 0, nb);
-	cr_assert_eq(idle_count(a), 4);
+	cr_assert_eq(idle_count(a), 32);
 	cr_assert_eq(arena->by_class[a].zones_unmapped, 0);
 	cr_assert_eq(ftm_zone_pages.busy_peak, peak, "b's pages are under a's old peak");
 	check_counts();
@@ -233,4 +245,109 @@ Test(idle, stale_pointers_into_a_recycled_zone_are_refused, .init = cr_redirect_
 		 "ft_malloc: free(): double free %p\nft_malloc: free(): invalid pointer %p\n",
 		 (void *)chunk0, (void *)chunk1);
 	cr_assert_stderr_eq_str(want);
+}
+
+/* Writes a mark at the start of each of n zones of a's, from slots[0..). */
+static void mark_zones(uint32_t a, uint32_t n, uintptr_t *bases)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		char *chunk = slots[i * capacity(a)].chunk;
+		bases[i] = zone_base(pagemap_zone(chunk));
+		cr_assert_eq((uintptr_t)chunk, bases[i]);
+		*chunk = (char)(0x40 + i);
+	}
+}
+
+/* Two idle 64 KiB zones side by side make one 128 KiB zone for another
+ * class, pages and contents kept; the newest idle zone of a stays a's. */
+Test(idle, smaller_idle_zones_merge_into_a_new_zone)
+{
+	uint32_t a = SMALL_ZONES, b = size_class(768), na = 3 * capacity(a);
+	cr_assert_eq(ftm_classes[b].zone_shift, ftm_classes[a].zone_shift + 1);
+	take(a, 0, na);
+	uintptr_t bases[3];
+	mark_zones(a, 3, bases);
+	cr_assert_eq(bases[1], bases[0] + 65536, "a's zones come in address order from the segment");
+	cr_assert_eq(bases[0] % 131072, 0);
+	give(0, na);
+	uint64_t carved = ftm_zone_pages.carved;
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(slots[0].chunk);
+	cr_assert_eq(zone->cls, b);
+	cr_assert_eq(zone_base(zone), bases[0], "b's zone is on a's two oldest zones");
+	cr_assert_eq(pagemap_zone((void *)bases[1]), zone);
+	cr_assert_eq(*(char *)bases[0], 0x40, "their pages were kept");
+	cr_assert_eq(*(char *)bases[1], 0x41);
+	cr_assert_eq(zone->warm_bytes, 131072);
+	cr_assert_eq(ftm_zone_pages.carved, carved, "the pages changed hands, none were added");
+	cr_assert_eq(idle_count(a), 1, "a's newest idle zone stays");
+	cr_assert_eq(pagemap_zone((void *)bases[2])->cls, a);
+	cr_assert_eq(arena->by_class[a].zones_unmapped, 2);
+	check_counts();
+}
+
+/* A busy zone in the range stops the merge: b gets fresh pages. */
+Test(idle, a_busy_neighbour_stops_the_merge)
+{
+	uint32_t a = SMALL_ZONES, b = size_class(768), na = 3 * capacity(a);
+	take(a, 0, na);
+	uintptr_t bases[3];
+	mark_zones(a, 3, bases);
+	give(0, capacity(a));
+	give(2 * capacity(a), capacity(a)); /* zone 1 stays busy */
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(slots[0].chunk);
+	cr_assert_eq(zone->cls, b);
+	cr_assert(zone_base(zone) != bases[0] && zone->warm_bytes == 0, "a fresh range");
+	cr_assert_eq(arena->by_class[a].zones_unmapped, 0);
+	check_counts();
+}
+
+/* A bigger idle zone is cut into zones of the new class, as many as its
+ * resident pages cover: the first serves, the others wait idle. */
+Test(idle, a_bigger_idle_zone_is_cut_up)
+{
+	uint32_t a = size_class(768), b = SMALL_ZONES, na = 2 * capacity(a);
+	take(a, 0, na);
+	uintptr_t bases[2];
+	mark_zones(a, 2, bases);
+	*(char *)(bases[0] + 65536) = 0x33;
+	give(0, na);
+	uint64_t carved = ftm_zone_pages.carved;
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(slots[0].chunk);
+	cr_assert_eq(zone->cls, b);
+	cr_assert_eq(zone_base(zone), bases[0]);
+	struct ftm_zone *second = pagemap_zone((void *)(bases[0] + 65536));
+	cr_assert_neq(second, zone);
+	cr_assert_eq(second->cls, b);
+	cr_assert_eq(idle_count(b), 1, "the second half waits idle");
+	cr_assert_eq(arena->idle[b], second);
+	cr_assert_eq(*(char *)bases[0], 0x40, "the pages were kept");
+	cr_assert_eq(*(char *)(bases[0] + 65536), 0x33);
+	cr_assert_eq(zone->warm_bytes, 65536);
+	cr_assert_eq(second->warm_bytes, 65536);
+	cr_assert_eq(ftm_zone_pages.carved, carved);
+	check_counts();
+}
+
+/* Only the resident part of a bigger zone becomes zones: one chunk of 4608
+ * bytes left two pages (of 4 KiB), so one 64 KiB zone, and the rest of the range is
+ * free again. */
+Test(idle, only_the_resident_part_is_cut_up)
+{
+	uint32_t a = size_class(4608), b = SMALL_ZONES, na = capacity(a) + 1;
+	take(a, 0, na);
+	uintptr_t second = zone_base(pagemap_zone(slots[na - 1].chunk));
+	give(na - 1, 1); /* the second zone empties first: the oldest idle */
+	give(0, na - 1);
+	take(b, 0, 1);
+	struct ftm_zone *zone = pagemap_zone(slots[0].chunk);
+	cr_assert_eq(zone_base(zone), second);
+	cr_assert_eq(zone->warm_bytes, page_round(ftm_classes[a].size), "the pages it came with");
+	cr_assert_eq(idle_count(b), 0);
+	cr_assert_null(pagemap_zone((void *)(second + 65536)));
+	cr_assert(span_is_free(arena, second + 65536, 16));
+	cr_assert(span_is_free(arena, second + 262144, 18));
+	check_counts();
 }

@@ -41,7 +41,7 @@ Test(sizeclass, smallest_fitting_class)
 	cr_assert_eq(size_class(FTM_SMALL_MAX), FTM_CLASS_COUNT - 1);
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
 		cr_assert_lt(ftm_classes[cls].zone_shift - FTM_ZONE_MIN_SHIFT, FTM_ZONE_SHIFTS,
-			     "class %u: zone size outside the retired-zone rows", cls);
+			     "class %u: zone bigger than a segment", cls);
 }
 
 /* A page or buffer with a small header in front (4096 + 8, 1024 + 16...)

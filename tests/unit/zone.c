@@ -63,7 +63,7 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(again[2].chunk, zone_chunk(zone, 10), "then carving resumes");
 	cr_assert_eq(again[2].meta, &zone->meta[10]);
 
-	zone_destroy(zone);
+	zone_close(zone, false);
 	cr_assert_null(pagemap_zone((void *)base));
 }
 
@@ -76,7 +76,7 @@ Test(zone, takes_everything_then_stops)
 	cr_assert_eq(zone_take(zone, chunks, 256), c->capacity);
 	cr_assert_eq(chunks[c->capacity - 1].meta, &zone->meta[c->capacity - 1]);
 	cr_assert_eq(zone_take(zone, chunks, 1), 0);
-	zone_destroy(zone);
+	zone_close(zone, false);
 }
 
 Test(zone, write_after_free_is_harmless)
@@ -97,7 +97,7 @@ Test(zone, write_after_free_is_harmless)
 	cr_assert_eq(got[1].chunk, chunks[0].chunk);
 	cr_assert_eq(got[2].chunk, zone_chunk(zone, 4));
 	cr_assert_eq(got[2].meta, &zone->meta[4]);
-	zone_destroy(zone);
+	zone_close(zone, false);
 }
 
 Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
@@ -159,22 +159,25 @@ Test(zone, overwritten_header_is_reported_not_trusted, .init = cr_redirect_stder
 	cr_assert_stderr_eq_str(want);
 }
 
-/* A zone given back keeps its range, zeroed: a free that looked the zone up
- * just before it went reads a header whose seal fails, the memory is the
- * OS's again, and the arena's next zone of that size reuses the range; the
- * next zone of that class reuses the header, as fresh as a new one. */
+/* A zone given back leaves its range to its segment, zeroed: a free that
+ * looked the zone up just before it went reads a header whose seal fails,
+ * the memory is the OS's again, and the arena's next zone of that size
+ * reuses the range; the next zone of that class reuses the header, as
+ * fresh as a new one. (A neighbour keeps the segment mapped.) */
 Test(zone, given_back_zone_reads_zero_and_is_reused)
 {
 	ftm_ensure_init();
 	uint32_t cls = size_class(100);
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	cr_assert_not_null(zone);
+	struct ftm_zone *neighbour = zone_create(&ftm_arenas[0], cls);
+	cr_assert_not_null(neighbour);
 	struct ftm_slot taken;
 	cr_assert_eq(zone_take(zone, &taken, 1), 1);
 	char *chunk = taken.chunk;
 	memset(chunk, 0x5a, 100);
 	zone_put(zone, (uint32_t)(taken.meta - zone->meta));
-	zone_destroy(zone);
+	zone_close(zone, false);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
 	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal");
 	cr_assert_eq(chunk[0], 0, "the pages were given back");
@@ -189,7 +192,8 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	cr_assert_eq(meta_load(again, 0), 0, "chunk 0's state is fresh again");
 	cr_assert_eq(zone_take(again, &taken, 1), 1);
 	cr_assert_eq(taken.chunk, chunk, "carving starts over");
-	zone_destroy(again);
+	zone_close(again, false);
+	zone_close(neighbour, false);
 }
 
 /* Filling every byte of a zone's mapping, as an overflow running through
@@ -209,8 +213,8 @@ Test(zone, overflow_through_the_mapping_reaches_no_header)
 	cr_assert_eq(memcmp(&saved_next, next, sizeof(saved_next)), 0);
 	cr_assert_eq(meta_load(zone, 0), 0);
 	cr_assert_eq(pagemap_zone((void *)zone_base(zone)), zone);
-	zone_destroy(next);
-	zone_destroy(zone);
+	zone_close(next, false);
+	zone_close(zone, false);
 }
 
 /* A free racing with a zone's end can read its header after the header went
@@ -232,6 +236,6 @@ Test(zone, stale_header_index_stays_within_meta)
 				cr_assert_eq(p, zone->first + index * zone->size, "class %u pointer %#lx",
 					     cls, (unsigned long)p);
 		}
-		zone_destroy(zone);
+		zone_close(zone, false);
 	}
 }
