@@ -172,10 +172,10 @@ static void zones_remove(struct ftm_arena *arena, struct ftm_zone *zone)
  *    does not map and unmap it over and over;
  *  - by age: idle zones older than FT_MALLOC_DECAY_MS go back to the OS,
  *    looked at whenever a zone empties; malloc_trim gives them all back.
- * A class that needs a new zone takes over the range of the arena's oldest
- * idle zone of another class with zones of the same size, pages and all
- * (cppcheck's 96 to 192 byte classes swing in turn: 69 of their zones were
- * dropped and 1100 pages faulted in again for the next).
+ * A class that needs a new zone takes over the pages of idle zones of
+ * other classes (below: idle pages for a new zone; cppcheck's 96 to 192
+ * byte classes swing in turn: 69 of their zones were dropped and 1100
+ * pages faulted in again for the next).
  * Pages are counted as what a zone carved, page-rounded, or what it came
  * with, whichever is more: the most it can have resident. */
 
