@@ -38,9 +38,11 @@ void zone_init_key(void)
  * was sized for: its chunk index stays below capacity (tests/unit/zone.c). */
 
 /* `bytes` from the arena's header blocks, for good: zone headers and
- * segment descriptors (span.c). */
+ * segment descriptors (span.c), each on its own cache lines, so that free
+ * reads one line of a zone header. */
 void *zone_header_space(struct ftm_arena *arena, size_t bytes)
 {
+	bytes = (bytes + 63) & ~(size_t)63;
 	if ((size_t)(arena->header_end - arena->header_next) < bytes) {
 		char *block = os_map(FTM_HEADER_BLOCK);
 		if (!block)

@@ -38,6 +38,9 @@ Test(zone, carves_in_order_and_registers)
 	for (size_t off = 0; off < bytes; off += 4096)
 		cr_assert_eq(pagemap_zone((char *)base + off), zone);
 	cr_assert_eq(zone_check(zone), true);
+	struct ftm_zone *second = zone_create(&ftm_arenas[0], cls);
+	cr_assert_not_null(second);
+	cr_assert_eq((uintptr_t)second % 64, 0, "the next header too, after the segment's descriptor");
 
 	struct ftm_slot chunks[10];
 	cr_assert_eq(zone_take(zone, chunks, 10), 10);
