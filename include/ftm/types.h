@@ -113,10 +113,11 @@ struct ftm_zone {
 /* A segment is one mapping of 4 MiB, aligned to its size, that an arena
  * cuts into zone ranges as a buddy system (arena/span.c): a range of
  * 2^(16 + order) bytes is free or not as a whole, and two free buddies
- * merge, so a free range is marked at one order only. Zone ranges of every size thus come from, and go back to, the same
- * address space: one mmap per 4 MiB instead of one mmap and one munmap per
- * zone, and a zone of 512 KiB can take over four neighbouring idle zones of
- * 128 KiB, pages and all (arena.c). The descriptor lives in the arena's
+ * merge, so a free range is marked at one order only. Zone ranges of every
+ * size thus come from, and go back to, the same address space: one mmap
+ * per 4 MiB instead of one mmap and one munmap per zone, and a zone of
+ * 512 KiB can take over four neighbouring idle zones of 128 KiB, pages and
+ * all (arena.c). The descriptor lives in the arena's
  * header blocks, out of the segment, like zone headers. */
 #define FTM_SEGMENT_SHIFT (FTM_ZONE_MIN_SHIFT + FTM_ZONE_SHIFTS - 1)
 
