@@ -274,10 +274,17 @@ void *extent_take(size_t len);
 bool extent_take_at(const void *addr, size_t len);
 /* The cache holds at least this many bytes (see extent.c). */
 #define FTM_EXTENT_BYTES_MIN ((size_t)64 << 20)
+/* A cached range nothing went into for this long may go when the process
+ * keeps more than its busy peak leaves room for (large.c, kept memory). */
+#define FTM_STALE_MS 100
 /* live: bytes of the LARGE blocks now mapped, which sets the byte bound;
  * now: os_now_ns(), against which idle ranges decay; what goes back to the
  * OS is appended to *drop (which may hold one range already) */
 void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent_drop *drop);
+/* Lets go of up to `bytes` of the ranges nothing went into for `min_age`
+ * ns, oldest first (a range's tail when that is enough), while *drop has
+ * room. */
+void extent_drop_stale(size_t bytes, uint64_t now, uint64_t min_age, struct extent_drop *drop);
 size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);
 
@@ -290,6 +297,7 @@ size_t extent_cached_bytes(void);
 void *large_alloc(size_t size, size_t align, bool zero);
 size_t large_trim(void);
 bool large_free(void *p);
+void large_trim_stale(void);
 bool large_lookup(const void *p, size_t *size, size_t *usable);
 bool large_realloc(void *p, size_t size, void **moved);
 void large_lock(void);

@@ -476,6 +476,7 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	if (carved) {
 		pages_add(&ftm_zone_pages.carved, (int64_t)carved);
 		arena_idle_bound(arena);
+		large_trim_stale();
 	}
 	arena->stats.chunks_out += got;
 	arena->stats.bytes_out += (uint64_t)got * ftm_classes[cls].size;

@@ -16,7 +16,9 @@
  * least useful one: a range under 32 KiB serves no LARGE request until it
  * merges. A range nothing went into for FT_MALLOC_DECAY_MS (5 s) goes back
  * too, at the next put: a server past a burst keeps its memory only while
- * it keeps freeing LARGE blocks (or until malloc_trim).
+ * it keeps freeing LARGE blocks (or until malloc_trim). One idle for
+ * FTM_STALE_MS goes sooner when the process grows while it keeps more than
+ * its busy peak leaves room for (large.c, kept memory).
  *
  * The floor was 32 MiB: w_mixed on 2 and 8 threads then unmapped 207 ranges
  * a run and faulted them back in; with 64 MiB, 74 ranges, -17% and -13%
@@ -48,7 +50,17 @@
 
 static struct ftm_extent free_ranges[EXTENT_SLOTS]; /* by increasing address */
 static size_t range_count;
-static size_t range_bytes; /* total length of free_ranges */
+static size_t range_bytes; /* total length of free_ranges; written atomically, read lock-free */
+
+static void range_bytes_add(size_t len)
+{
+	__atomic_store_n(&range_bytes, range_bytes + len, __ATOMIC_RELAXED);
+}
+
+static void range_bytes_sub(size_t len)
+{
+	__atomic_store_n(&range_bytes, range_bytes - len, __ATOMIC_RELAXED);
+}
 
 void extent_drop_add(struct extent_drop *drop, uintptr_t addr, size_t len)
 {
@@ -57,7 +69,7 @@ void extent_drop_add(struct extent_drop *drop, uintptr_t addr, size_t len)
 
 static void remove_at(size_t i)
 {
-	range_bytes -= free_ranges[i].len;
+	range_bytes_sub(free_ranges[i].len);
 	memmove(&free_ranges[i], &free_ranges[i + 1], (range_count - i - 1) * sizeof(free_ranges[0]));
 	range_count--;
 }
@@ -71,7 +83,7 @@ static uintptr_t take_front(size_t i, size_t len)
 	} else {
 		free_ranges[i].addr += len;
 		free_ranges[i].len -= len;
-		range_bytes -= len;
+		range_bytes_sub(len);
 	}
 	return addr;
 }
@@ -124,7 +136,7 @@ static void shrink_to_bounds(size_t bound, struct extent_drop *drop)
 		} else {
 			extent_drop_add(drop, r->addr + r->len - cut, cut);
 			r->len -= cut;
-			range_bytes -= cut;
+			range_bytes_sub(cut);
 		}
 	}
 }
@@ -138,13 +150,20 @@ static size_t position(uintptr_t a)
 	return i;
 }
 
+/* Whether nothing went into the range for `age` ns by `now`; a clock read
+ * before its last put (a caller's own clock, in the tests) says no. */
+static bool idle_for(const struct ftm_extent *r, uint64_t now, uint64_t age)
+{
+	return now >= r->freed_at && now - r->freed_at >= age;
+}
+
 /* While *drop has room, the ranges idle for the decay time go. */
 static void decay(uint64_t now, struct extent_drop *drop)
 {
 	uint64_t ms = (uint64_t)ftm_options[FTM_OPT_DECAY_MS];
 	uint64_t idle = ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u;
 	for (size_t i = 0; i < range_count && drop->count < sizeof(drop->range) / sizeof(drop->range[0]);)
-		if (now - free_ranges[i].freed_at >= idle) {
+		if (idle_for(&free_ranges[i], now, idle)) {
 			extent_drop_add(drop, free_ranges[i].addr, free_ranges[i].len);
 			remove_at(i);
 		} else {
@@ -163,11 +182,11 @@ void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent
 	size_t i = position(a);
 	bool joins_prev = i > 0 && free_ranges[i - 1].addr + free_ranges[i - 1].len == a;
 	bool joins_next = i < range_count && a + len == free_ranges[i].addr;
-	range_bytes += len;
+	range_bytes_add(len);
 	if (joins_prev && joins_next) {
 		free_ranges[i - 1].len += len + free_ranges[i].len;
 		free_ranges[i - 1].freed_at = now;
-		range_bytes += free_ranges[i].len; /* remove_at takes it off again */
+		range_bytes_add(free_ranges[i].len); /* remove_at takes it off again */
 		remove_at(i);
 	} else if (joins_prev) {
 		free_ranges[i - 1].len += len;
@@ -178,9 +197,9 @@ void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent
 		free_ranges[i].freed_at = now;
 	} else {
 		if (range_count == EXTENT_SLOTS) {
-			range_bytes -= len;
+			range_bytes_sub(len);
 			shrink_to_bounds(bound, drop);
-			range_bytes += len;
+			range_bytes_add(len);
 			i = position(a);
 		}
 		memmove(&free_ranges[i + 1], &free_ranges[i], (range_count - i) * sizeof(free_ranges[0]));
@@ -190,6 +209,29 @@ void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent
 	if (range_bytes > bound)
 		shrink_to_bounds(bound, drop);
 	decay(now, drop);
+}
+
+void extent_drop_stale(size_t bytes, uint64_t now, uint64_t min_age, struct extent_drop *drop)
+{
+	while (bytes && drop->count < sizeof(drop->range) / sizeof(drop->range[0])) {
+		size_t oldest = range_count;
+		for (size_t i = 0; i < range_count; i++)
+			if (idle_for(&free_ranges[i], now, min_age) &&
+			    (oldest == range_count || free_ranges[i].freed_at < free_ranges[oldest].freed_at))
+				oldest = i;
+		if (oldest == range_count)
+			return;
+		struct ftm_extent *r = &free_ranges[oldest];
+		size_t cut = r->len < bytes ? r->len : bytes;
+		extent_drop_add(drop, r->addr + r->len - cut, cut);
+		bytes -= cut;
+		if (cut == r->len) {
+			remove_at(oldest);
+		} else {
+			r->len -= cut;
+			range_bytes_sub(cut);
+		}
+	}
 }
 
 size_t extent_drain(struct extent_drop *drop, size_t max)
@@ -206,5 +248,5 @@ size_t extent_drain(struct extent_drop *drop, size_t max)
 
 size_t extent_cached_bytes(void)
 {
-	return range_bytes;
+	return __atomic_load_n(&range_bytes, __ATOMIC_RELAXED);
 }

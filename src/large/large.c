@@ -26,8 +26,15 @@ static struct {
 	size_t nbuckets;           /* 0 until the first LARGE allocation */
 	size_t count;              /* live LARGE blocks */
 	size_t bytes_mapped;       /* their mappings, in bytes */
+	size_t bytes_warm;         /* the part of them touched (read lock-free) */
 	struct ftm_large *all;     /* every live block */
 } reg;
+
+/* Adds to bytes_warm (mod 2^64: a shrink adds a negative length). */
+static void warm_add(size_t len)
+{
+	__atomic_store_n(&reg.bytes_warm, reg.bytes_warm + len, __ATOMIC_RELAXED);
+}
 
 static uint64_t large_seal(const struct ftm_large *h)
 {
@@ -51,6 +58,7 @@ static void registry_link(struct ftm_large *h)
 	reg.all = h;
 	reg.count++;
 	reg.bytes_mapped += h->map_len;
+	warm_add(h->warm);
 }
 
 static void registry_unlink(struct ftm_large *h)
@@ -67,6 +75,7 @@ static void registry_unlink(struct ftm_large *h)
 		h->all_next->all_prev = h->all_prev;
 	reg.count--;
 	reg.bytes_mapped -= h->map_len;
+	warm_add(-h->warm);
 }
 
 static struct ftm_large *registry_find(const void *user)
@@ -185,6 +194,62 @@ size_t large_trim(void)
 	return bytes;
 }
 
+/* ---- kept memory ------------------------------------------------------------
+ * Idle zones and cached LARGE ranges keep freed memory resident for reuse,
+ * each within bounds of its own (arena.c, extent.c). A program that frees
+ * much of one kind and then grows the other held both: clang frees its AST,
+ * some 60 MB of LARGE slabs, before code generation fills zones, and the
+ * cache kept those slabs while the zones grew beside them. So, counted over
+ * the whole process, what is kept (idle zones and cached ranges) may fill
+ * the room its busy memory left below its busy peak and no more; past that,
+ * cached ranges nothing went into for FTM_STALE_MS go back, oldest first.
+ * This is looked at when memory is about to be faulted in (a zone carving
+ * pages, a LARGE block mapped fresh): while nothing grows, keeping costs
+ * nothing. Ranges freed more recently stay: a program that replaces big
+ * blocks at random (w_mixed) takes them back within milliseconds.
+ * Busy LARGE memory is counted as the pages its blocks touched, not their
+ * mappings: growth reserves and rounding are not resident, and counted in
+ * they left room to keep more than was ever busy. */
+
+static uint64_t busy_peak; /* most zone pages busy + LARGE pages touched, ever */
+
+/* Bytes kept past the room the busy peak leaves, `adding` bytes more about
+ * to be mapped. Reads counters that other threads move meanwhile: a stale
+ * peak only gives back more. */
+static uint64_t kept_excess(uint64_t adding)
+{
+	uint64_t carved = __atomic_load_n(&ftm_zone_pages.carved, __ATOMIC_RELAXED);
+	uint64_t idle = __atomic_load_n(&ftm_zone_pages.idle, __ATOMIC_RELAXED);
+	uint64_t busy = (carved > idle ? carved - idle : 0) + adding +
+			__atomic_load_n(&reg.bytes_warm, __ATOMIC_RELAXED);
+	uint64_t peak = __atomic_load_n(&busy_peak, __ATOMIC_RELAXED);
+	if (busy > peak)
+		__atomic_store_n(&busy_peak, peak = busy, __ATOMIC_RELAXED);
+	uint64_t room = peak - busy;
+	uint64_t kept = idle + extent_cached_bytes();
+	return kept > room ? kept - room : 0;
+}
+
+/* Registry lock held. */
+static void drop_stale(uint64_t adding, uint64_t now, struct extent_drop *drop)
+{
+	uint64_t excess = kept_excess(adding);
+	if (excess)
+		extent_drop_stale(excess, now, FTM_STALE_MS * 1000000ull, drop);
+}
+
+/* From a zone that carved fresh pages, under its arena's lock: the registry
+ * lock comes after arena locks (walk.c), so it is only tried. */
+void large_trim_stale(void)
+{
+	if (!kept_excess(0) || !lock_try(&reg.lock))
+		return;
+	struct extent_drop drop = {.count = 0};
+	drop_stale(0, os_now_ns(), &drop);
+	lock_give(&reg.lock);
+	unmap_dropped(&drop);
+}
+
 /* size bytes aligned to align (a power of two), in a mapping of their own:
  * a cached one when one fits, else a fresh one. With `zero`, the block
  * reads as zeros (fresh pages already do). */
@@ -204,9 +269,12 @@ void *large_alloc(size_t size, size_t align, bool zero)
 	if (guard) {
 		len = page_round(size + slack + align) + ftm_page_size;
 	} else {
+		struct extent_drop drop = {.count = 0};
 		lock_take(&reg.lock);
-		map = extent_take(len);
+		if (!(map = extent_take(len)))
+			drop_stale(len, os_now_ns(), &drop);
 		lock_give(&reg.lock);
+		unmap_dropped(&drop);
 	}
 	bool fresh = !map;
 	if (fresh && !(map = os_map(len))) {
@@ -314,6 +382,7 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 	bool guard = ftm_options[FTM_OPT_GUARD];
 	struct extent_drop drop = {.count = 0};
 	if (len <= h->map_len || (!guard && extent_take_at((char *)h + h->map_len, len - h->map_len))) {
+		size_t warm_before = h->warm;
 		if (len > h->map_len) {
 			h->warm = len; /* the cached range's pages were touched */
 		} else if (len < h->map_len / 2 && !guard) {
@@ -326,6 +395,7 @@ static bool large_resize(struct ftm_large *h, void *p, size_t size, void **moved
 		h->map_len = len;
 		h->size = size;
 		struct ftm_page_run grown = grow_warm(h, offset + size);
+		warm_add(h->warm - warm_before);
 		lock_give(&reg.lock);
 		unmap_dropped(&drop);
 		os_prefault(grown);
@@ -396,7 +466,9 @@ bool large_realloc(void *p, size_t size, void **moved)
 	size_t room = h->map_len - (size_t)((char *)p - (char *)h);
 	if (size <= room && (size >= h->size || size > room / 2) && !ftm_options[FTM_OPT_GUARD]) {
 		h->size = size;
+		size_t warm_before = h->warm;
 		struct ftm_page_run grown = grow_warm(h, h->map_len - room + size);
+		warm_add(h->warm - warm_before);
 		lock_give(&reg.lock);
 		os_prefault(grown);
 		*moved = p;

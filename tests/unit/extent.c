@@ -5,7 +5,8 @@
  * a block can be taken in place (realloc growth), the cache stays within
  * its bounds (128 ranges; FTM_EXTENT_BYTES_MIN or the live LARGE bytes,
  * whichever is more), handing back exactly what it lets go of, and a range
- * left idle for FT_MALLOC_DECAY_MS goes back. The ranges are carved from
+ * left idle for FT_MALLOC_DECAY_MS goes back; asked to, the ranges idle
+ * for a given time go, oldest first. The ranges are carved from
  * one reserved mapping, so adjacency is under the test's control; nothing
  * here is unmapped by the cache itself. The clock is the test's own.
  */
@@ -199,5 +200,50 @@ Test(extent, idle_ranges_decay)
 	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 200 * PAGE));
 	cr_assert_eq(drop.range[0].len, 5 * PAGE);
 	cr_assert_eq(cached(), 2 * PAGE);
+	forget_all();
+}
+
+/* extent_drop_stale: only ranges idle for min_age go, the oldest first, the
+ * last one cut from its tail when that is enough; a range put after the
+ * caller's clock was read is not idle. At most four ranges a call. */
+Test(extent, stale_ranges_go_oldest_first)
+{
+	struct extent_drop drop;
+	uint64_t now = 1000 * MS, age = 100 * MS;
+	put_at(100, 4, 0, now - 300 * MS, &drop); /* second oldest */
+	put_at(200, 4, 0, now - 400 * MS, &drop); /* oldest */
+	put_at(300, 4, 0, now - 99 * MS, &drop);  /* not idle long enough */
+	put_at(400, 4, 0, now + 1 * MS, &drop);   /* put after `now` */
+	put_at(500, 4, 0, now - 200 * MS, &drop);
+	cr_assert_eq(cached(), 20 * PAGE);
+	drop.count = 0;
+	large_lock();
+	extent_drop_stale(6 * PAGE, now, age, &drop);
+	large_unlock();
+	cr_assert_eq(drop.count, 2);
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 200 * PAGE));
+	cr_assert_eq(drop.range[0].len, 4 * PAGE);
+	cr_assert_eq(drop.range[1].addr, (uintptr_t)(base + 102 * PAGE), "the tail of the next oldest");
+	cr_assert_eq(drop.range[1].len, 2 * PAGE);
+	cr_assert_eq(cached(), 14 * PAGE);
+	drop.count = 0;
+	large_lock();
+	extent_drop_stale(100 * PAGE, now, age, &drop);
+	large_unlock();
+	cr_assert_eq(drop.count, 2, "only the idle ranges go, however many bytes are asked for");
+	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 100 * PAGE));
+	cr_assert_eq(drop.range[0].len, 2 * PAGE);
+	cr_assert_eq(drop.range[1].addr, (uintptr_t)(base + 500 * PAGE));
+	cr_assert_eq(drop.range[1].len, 4 * PAGE);
+	cr_assert_eq(cached(), 8 * PAGE);
+	for (size_t i = 0; i < 6; i++)
+		put_at(600 + 10 * i, 1, 0, i, &drop);
+	drop.count = 0;
+	large_lock();
+	extent_drop_stale(100 * PAGE, now, age, &drop);
+	large_unlock();
+	cr_assert_eq(drop.count, 4, "no more ranges than the drop holds");
+	cr_assert_eq(drop.range[3].addr, (uintptr_t)(base + 630 * PAGE));
+	cr_assert_eq(cached(), 10 * PAGE);
 	forget_all();
 }

@@ -3,7 +3,9 @@
  * once, honour big alignments, shrink in place and grow by remapping with
  * their contents into a growth reserve (or by copying where mremap cannot),
  * reuse freed ranges without caching pages never touched, and the hash
- * table keeps finding every block as it grows.
+ * table keeps finding every block as it grows. Cached ranges idle for
+ * FTM_STALE_MS go when the process grows past the room its busy peak
+ * leaves, oldest first.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -195,5 +197,68 @@ Test(large, grows_when_its_range_spans_two_mappings)
 		cr_assert_eq(q[i], (char)(i * 13), "byte %zu", i);
 	q[3 * half - 1] = 1;
 	cr_assert(large_free(q));
+	large_trim();
+}
+
+#define MIB ((size_t)1 << 20)
+
+/* Caches [p, p + len) as if a block had been freed there at `when`. */
+static void put_aged(char *p, size_t len, uint64_t when)
+{
+	struct extent_drop drop = {.count = 0};
+	large_lock();
+	extent_put(p, len, 0, when, &drop);
+	large_unlock();
+	cr_assert_eq(drop.count, 0);
+}
+
+#define MARK 0x5a
+
+/* Whether the page at p still holds what the test wrote there; one given
+ * back to the OS is unmapped, or zero if a later mapping took its place. */
+static bool kept(const char *p)
+{
+	unsigned char vec;
+	return mincore((void *)p, 4096, &vec) == 0 && *p == MARK;
+}
+
+/* The busy peak is set by a 16 MiB block, whose freed range the test then
+ * takes for itself, so that nothing is busy: ranges cached by hand stay
+ * while they fit in the 16 MiB below the peak, however long idle. Past the
+ * room (a block or a zone growing), the idle ones go, oldest first, and
+ * their pages are unmapped; one put after the clock's reading stays. */
+Test(large, stale_ranges_go_only_past_the_busy_peak)
+{
+	cr_assert_eq(ftm_zone_pages.carved, 0, "no zone yet in this process");
+	cr_assert(large_free(large_alloc(16 * MIB - 64, FTM_ALIGN, false)));
+	large_lock();
+	char *own = extent_take(16 * MIB);
+	large_unlock();
+	cr_assert(own && extent_cached_bytes() == 0);
+	memset(own, MARK, 16 * MIB);
+	uint64_t young = os_now_ns() + 3600 * 1000000000ull;
+	put_aged(own + 14 * MIB, 2 * MIB, young);
+	put_aged(own, 4 * MIB, 1);
+	put_aged(own + 5 * MIB, 8 * MIB, 2);
+	large_trim_stale();
+	cr_assert_eq(extent_cached_bytes(), 14 * MIB, "within the room, idle ranges stay");
+
+	void *busy = large_alloc(10 * MIB - 64, FTM_ALIGN, false); /* too big for any range */
+	cr_assert_eq(extent_cached_bytes(), 6 * MIB, "10 MiB busy: 6 MiB of room");
+	cr_assert(!kept(own) && !kept(own + 4 * MIB - 4096), "the oldest range went");
+	cr_assert(kept(own + 9 * MIB - 4096) && !kept(own + 9 * MIB) && !kept(own + 13 * MIB - 4096),
+		  "and the next one's tail");
+
+	void *chunk = ftm_malloc(1000);
+	uint64_t carved = ftm_zone_pages.carved;
+	cr_assert_gt(carved, 0);
+	cr_assert_eq(extent_cached_bytes(), 6 * MIB - carved, "a zone's carved pages take their room");
+
+	void *big = large_alloc(7 * MIB - 64, FTM_ALIGN, false);
+	cr_assert_eq(extent_cached_bytes(), 2 * MIB, "a new peak: every idle range went, the young one stays");
+	cr_assert(!kept(own + 5 * MIB) && kept(own + 14 * MIB));
+
+	ftm_free(chunk);
+	cr_assert(large_free(big) && large_free(busy));
 	large_trim();
 }
