@@ -218,6 +218,8 @@ void span_give(struct ftm_arena *arena, uintptr_t addr, uint32_t shift, bool kee
 extern struct ftm_arena ftm_arenas[FTM_MAX_ARENAS];
 extern uint32_t ftm_arena_count;
 extern struct ftm_zone_pages ftm_zone_pages;
+/* Most idle zones a new zone's search for pages looks at (arena.c). */
+#define FTM_TAKEOVER_LOOKS 64
 extern uint32_t ftm_arena_threads[FTM_MAX_ARENAS]; /* threads bound to each arena now */
 void arena_init_all(uint32_t count);
 uint32_t arena_index(const struct ftm_arena *arena);

@@ -3,7 +3,8 @@
  * mapped, pages and all, and serves its class again before any new zone is
  * made; a new zone of another class takes over the pages of idle zones of
  * its size, of smaller ones that fill its range, or of a bigger one that is
- * cut up (a stale pointer into them is refused); idle zones
+ * cut up (a stale pointer into them is refused), looking at no more than
+ * FTM_TAKEOVER_LOOKS idle zones; idle zones
  * give way, oldest first, when another class carves past the process's
  * busy peak and its slack (the newest idle zone of each class excepted);
  * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
@@ -301,6 +302,38 @@ Test(idle, a_busy_neighbour_stops_the_merge)
 	cr_assert(zone_base(zone) != bases[0] && zone->warm_bytes == 0, "a fresh range");
 	cr_assert_eq(arena->by_class[a].zones_unmapped, 0);
 	check_counts();
+}
+
+/* fenced idle zones of a's that cannot serve b (each beside a busy one),
+ * older than a pair of idle neighbours that can: whether b's new zone is
+ * on the pair. */
+static bool pair_found_after(uint32_t fenced)
+{
+	uint32_t a = size_class(640), b = size_class(768), zones = 2 * fenced + 3;
+	cr_assert_eq(ftm_classes[b].zone_shift, ftm_classes[a].zone_shift + 1);
+	cr_assert_leq(zones * capacity(a), LAST_SLOT);
+	take(a, 0, zones * capacity(a));
+	uintptr_t pair = zone_base(pagemap_zone(slots[2 * fenced * capacity(a)].chunk));
+	cr_assert_eq(pair % 131072, 0);
+	for (uint32_t i = 0; i < fenced; i++)
+		give(2 * i * capacity(a), capacity(a));
+	give(2 * fenced * capacity(a), 3 * capacity(a)); /* the pair, then a's newest */
+	take(b, 0, 1);
+	check_counts();
+	return zone_base(pagemap_zone(slots[0].chunk)) == pair;
+}
+
+/* The search for idle pages looks at FTM_TAKEOVER_LOOKS idle zones at
+ * most, oldest first. */
+Test(idle, the_search_for_idle_pages_is_bounded)
+{
+	cr_assert(pair_found_after(FTM_TAKEOVER_LOOKS - 1), "the pair is the last zone looked at");
+}
+
+Test(idle, the_search_for_idle_pages_stops_at_its_bound)
+{
+	cr_assert_not(pair_found_after(FTM_TAKEOVER_LOOKS), "the pair is one past the bound");
+	cr_assert_eq(arena->by_class[size_class(640)].zones_unmapped, 0);
 }
 
 /* A bigger idle zone is cut into zones of the new class, as many as its
