@@ -203,6 +203,21 @@ Test(extent, idle_ranges_decay)
 	forget_all();
 }
 
+/* Asks the cache to let go of up to `pages` pages idle for `age` by `now`. */
+static void drop_stale(size_t pages, uint64_t now, uint64_t age, struct extent_drop *drop)
+{
+	drop->count = 0;
+	large_lock();
+	extent_drop_stale(pages * PAGE, now, age, drop);
+	large_unlock();
+}
+
+static void assert_dropped(const struct extent_drop *drop, size_t i, size_t page, size_t pages)
+{
+	cr_assert_eq(drop->range[i].addr, (uintptr_t)(base + page * PAGE), "range %zu", i);
+	cr_assert_eq(drop->range[i].len, pages * PAGE, "range %zu", i);
+}
+
 /* extent_drop_stale: only ranges idle for min_age go, the oldest first, the
  * last one cut from its tail when that is enough; a range put after the
  * caller's clock was read is not idle. At most four ranges a call. */
@@ -216,34 +231,21 @@ Test(extent, stale_ranges_go_oldest_first)
 	put_at(400, 4, 0, now + 1 * MS, &drop);   /* put after `now` */
 	put_at(500, 4, 0, now - 200 * MS, &drop);
 	cr_assert_eq(cached(), 20 * PAGE);
-	drop.count = 0;
-	large_lock();
-	extent_drop_stale(6 * PAGE, now, age, &drop);
-	large_unlock();
+	drop_stale(6, now, age, &drop);
 	cr_assert_eq(drop.count, 2);
-	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 200 * PAGE));
-	cr_assert_eq(drop.range[0].len, 4 * PAGE);
-	cr_assert_eq(drop.range[1].addr, (uintptr_t)(base + 102 * PAGE), "the tail of the next oldest");
-	cr_assert_eq(drop.range[1].len, 2 * PAGE);
+	assert_dropped(&drop, 0, 200, 4);
+	assert_dropped(&drop, 1, 102, 2); /* the tail of the next oldest */
 	cr_assert_eq(cached(), 14 * PAGE);
-	drop.count = 0;
-	large_lock();
-	extent_drop_stale(100 * PAGE, now, age, &drop);
-	large_unlock();
+	drop_stale(100, now, age, &drop);
 	cr_assert_eq(drop.count, 2, "only the idle ranges go, however many bytes are asked for");
-	cr_assert_eq(drop.range[0].addr, (uintptr_t)(base + 100 * PAGE));
-	cr_assert_eq(drop.range[0].len, 2 * PAGE);
-	cr_assert_eq(drop.range[1].addr, (uintptr_t)(base + 500 * PAGE));
-	cr_assert_eq(drop.range[1].len, 4 * PAGE);
+	assert_dropped(&drop, 0, 100, 2);
+	assert_dropped(&drop, 1, 500, 4);
 	cr_assert_eq(cached(), 8 * PAGE);
 	for (size_t i = 0; i < 6; i++)
 		put_at(600 + 10 * i, 1, 0, i, &drop);
-	drop.count = 0;
-	large_lock();
-	extent_drop_stale(100 * PAGE, now, age, &drop);
-	large_unlock();
+	drop_stale(100, now, age, &drop);
 	cr_assert_eq(drop.count, 4, "no more ranges than the drop holds");
-	cr_assert_eq(drop.range[3].addr, (uintptr_t)(base + 630 * PAGE));
+	assert_dropped(&drop, 3, 630, 1);
 	cr_assert_eq(cached(), 10 * PAGE);
 	forget_all();
 }
