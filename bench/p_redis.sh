@@ -87,7 +87,6 @@ if [ -z "$preload" ]; then
 fi
 
 run=$(mktemp -d)
-sock=$run/redis.sock
 server=
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null
@@ -95,15 +94,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-LD_PRELOAD=$preload redis-server --port 0 --unixsocket "$sock" --save '' \
-	--appendonly no --enable-debug-command yes --daemonize no \
-	--logfile "$run/log" &
-server=$!
-for _ in $(seq 1000); do
-	[ -S "$sock" ] && redis-cli -s "$sock" ping >/dev/null 2>&1 && break
-	kill -0 "$server" 2>/dev/null || { cat "$run/log" >&2; exit 1; }
-	sleep 0.005
-done
+. "$build/../redis_server.sh"
+redis_start "$preload" "$run"
 
 report=$(redis-cli -s "$sock" --pipe <"$cmds")
 case $report in

@@ -48,15 +48,8 @@ with open(sys.argv[1] + "/refill", "wb") as out:
         command(out, "SET", "n:%d" % i, value(600, 2000))
 PY
 
-sock=$work/redis.sock
-LD_PRELOAD=${1:-} redis-server --port 0 --unixsocket "$sock" --save '' \
-	--appendonly no --daemonize no --logfile "$work/log" &
-server=$!
-for _ in $(seq 1000); do
-	[ -S "$sock" ] && redis-cli -s "$sock" ping >/dev/null 2>&1 && break
-	kill -0 "$server" 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-	sleep 0.01
-done
+. "$(dirname "${BASH_SOURCE[0]}")/redis_server.sh"
+redis_start "${1:-}" "$work"
 for phase in fill delete refill; do
 	redis-cli -s "$sock" --pipe <"$work/$phase" >/dev/null
 	used=$(redis-cli -s "$sock" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
