@@ -86,16 +86,8 @@ if [ -z "$preload" ]; then
 		"$build/../redis_glibc.c" -ldl
 fi
 
-run=$(mktemp -d)
-server=
-cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null
-	rm -rf "$run"
-}
-trap cleanup EXIT
-
 . "$build/../redis_server.sh"
-redis_start "$preload" "$run"
+redis_start "$preload"
 
 report=$(redis-cli -s "$sock" --pipe <"$cmds")
 case $report in

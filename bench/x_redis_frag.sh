@@ -11,13 +11,7 @@
 # Usage: x_redis_frag.sh [LIBRARY]
 set -euo pipefail
 
-work=$(mktemp -d)
-server=
-cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/redis_server.sh"
 
 python3 - "$work" <<'PY'
 import math, random, sys
@@ -48,8 +42,7 @@ with open(sys.argv[1] + "/refill", "wb") as out:
         command(out, "SET", "n:%d" % i, value(600, 2000))
 PY
 
-. "$(dirname "${BASH_SOURCE[0]}")/redis_server.sh"
-redis_start "${1:-}" "$work"
+redis_start "${1:-}"
 for phase in fill delete refill; do
 	redis-cli -s "$sock" --pipe <"$work/$phase" >/dev/null
 	used=$(redis-cli -s "$sock" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
