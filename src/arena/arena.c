@@ -482,7 +482,6 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	if (carved) {
 		pages_add(&ftm_zone_pages.carved, (int64_t)carved);
 		arena_idle_bound(arena);
-		large_trim_stale();
 	}
 	arena->stats.chunks_out += got;
 	arena->stats.bytes_out += (uint64_t)got * ftm_classes[cls].size;
@@ -491,6 +490,8 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	if (cs->chunks_out > cs->peak_out)
 		cs->peak_out = cs->chunks_out;
 	arena_unlock(arena);
+	if (carved)
+		large_trim_stale();
 	for (uint32_t i = 0; i < runs; i++)
 		os_prefault(fresh[i]);
 	if (!got)

@@ -238,8 +238,10 @@ static void drop_stale(uint64_t adding, uint64_t now, struct extent_drop *drop)
 		extent_drop_stale(excess, now, FTM_STALE_MS * 1000000ull, drop);
 }
 
-/* From a zone that carved fresh pages, under its arena's lock: the registry
- * lock comes after arena locks (walk.c), so it is only tried. */
+/* After a zone carved fresh pages (its arena's lock released, so that the
+ * unmapping holds up no other thread of the arena). The registry lock is
+ * only tried: threads growing their arenas at once do not queue on it,
+ * and the one that holds it, or the next carve, does the work. */
 void large_trim_stale(void)
 {
 	if (!kept_excess(0) || !lock_try(&reg.lock))
