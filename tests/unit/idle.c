@@ -325,7 +325,7 @@ static bool pair_found_after(uint32_t fenced)
 
 /* The search for idle pages looks at FTM_TAKEOVER_LOOKS idle zones at
  * most, oldest first. */
-Test(idle, the_search_for_idle_pages_is_bounded)
+Test(idle, the_search_for_idle_pages_reaches_its_bound)
 {
 	cr_assert(pair_found_after(FTM_TAKEOVER_LOOKS - 1), "the pair is the last zone looked at");
 }
