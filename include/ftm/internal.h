@@ -122,7 +122,7 @@ struct ftm_zone *zone_create(struct ftm_arena *arena, uint32_t cls);
 void zone_close(struct ftm_zone *zone, bool keep_pages);
 uint32_t zone_take(struct ftm_zone *zone, struct ftm_slot *out, uint32_t want);
 struct ftm_page_run zone_carved_pages(const struct ftm_zone *zone, uint32_t from);
-void zone_put(struct ftm_zone *zone, uint32_t index);
+uint32_t zone_put_run(struct ftm_zone *zone, const struct ftm_slot *chunks, uint32_t count);
 
 /* The header's seal is intact: it names a zone that has not ended. It is
  * the header's first word, so an overwrite from the header below cannot

@@ -61,6 +61,14 @@ void *malloc_debug(size_t size, const void *caller)
 	return p;
 }
 
+/* The bin's newest chunk, marked live with the size asked for. */
+static inline void *bin_pop(struct ftm_bin *bin, size_t size)
+{
+	struct ftm_slot *top = --bin->top;
+	__atomic_store_n(top->meta, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
+	return top->chunk;
+}
+
 FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 {
 	ftm_ensure_init();
@@ -70,19 +78,18 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 		return large_alloc(size, FTM_ALIGN, false);
 	uint32_t cls = size_class(size);
 	struct ftm_tcache *tc = thread_cache();
-	void *p;
 	if (!tc) {
-		if (!(p = arena_alloc_one(cls)))
+		void *p = arena_alloc_one(cls);
+		if (!p)
 			return NULL;
-	} else {
-		struct ftm_bin *bin = &tc->bins[cls];
-		if (bin->top == bin->base && !tcache_refill(tc, cls))
-			return NULL;
-		p = (--bin->top)->chunk;
-		bin->misses++;
+		chunk_set_size(p, size);
+		return p;
 	}
-	chunk_set_size(p, size);
-	return p;
+	struct ftm_bin *bin = &tc->bins[cls];
+	if (bin->top == bin->base && !tcache_refill(tc, cls))
+		return NULL;
+	bin->misses++;
+	return bin_pop(bin, size);
 }
 
 /* One comparison picks the common case, a size up to 1 KiB; its bin, like
@@ -99,12 +106,8 @@ FTM_EXPORT void *ftm_malloc(size_t size)
 		bin = bin_medium(ftm_tls_tcache, size);
 	else
 		return malloc_slow(size, FTM_CALLER);
-	struct ftm_slot *top = bin->top;
-	if (FTM_LIKELY(top != bin->base)) {
-		bin->top = --top;
-		__atomic_store_n(top->meta, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
-		return top->chunk;
-	}
+	if (FTM_LIKELY(bin->top != bin->base))
+		return bin_pop(bin, size);
 	return malloc_slow(size, FTM_CALLER);
 }
 
@@ -121,6 +124,30 @@ void report_bad_pointer(const void *p, const char *call)
 	bool freed_chunk = index != UINT32_MAX && index < zone->carved &&
 			   !(meta_load(zone, index) & FTM_META_LIVE);
 	report_error(call, freed_chunk ? "double free" : "invalid pointer", p);
+}
+
+/* The rest of a free once p's chunk is claimed (its state moved from
+ * `state`, live, to cached): the debug hooks, then the chunk goes to the
+ * thread's cache, whose bin is made room in first when full, or straight
+ * to its arena for a thread without a cache. */
+static void free_claimed(struct ftm_zone *zone, void *p, uint32_t index, uint16_t state,
+			 const char *call)
+{
+	if (FTM_UNLIKELY(ftm_debug)) {
+		debug_on_free(call, p, zone->size - (state & FTM_META_SLACK), zone->size, false);
+		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
+	}
+	struct ftm_tcache *tc = thread_cache();
+	struct ftm_slot freed = {p, meta_slot(zone, index)};
+	if (!tc) {
+		arena_return(zone->cls, &freed, 1);
+		return;
+	}
+	struct ftm_bin *bin = &tc->bins[zone->cls];
+	if (bin->top == bin->end)
+		tcache_flush(tc, zone->cls, (uint32_t)(bin->end - bin->base) / 2);
+	*bin->top++ = freed;
+	bin->frees++;
 }
 
 /* Frees p after checking it is a live chunk or LARGE block of ours; reports
@@ -143,21 +170,7 @@ bool free_checked(void *p, const char *call)
 		report_bad_pointer(p, call);
 		return false;
 	}
-	if (FTM_UNLIKELY(ftm_debug)) {
-		debug_on_free(call, p, zone->size - (meta & FTM_META_SLACK), zone->size, false);
-		__atomic_fetch_add(&zone->arena->by_class[zone->cls].frees, 1, __ATOMIC_RELAXED);
-	}
-	struct ftm_tcache *tc = thread_cache();
-	struct ftm_slot freed = {p, meta_slot(zone, index)};
-	if (!tc) {
-		arena_return(zone->cls, &freed, 1);
-		return true;
-	}
-	struct ftm_bin *bin = &tc->bins[zone->cls];
-	if (bin->top == bin->end)
-		tcache_flush(tc, zone->cls, (uint32_t)(bin->end - bin->base) / 2);
-	*bin->top++ = freed;
-	bin->frees++;
+	free_claimed(zone, p, index, meta, call);
 	return true;
 }
 
@@ -168,6 +181,17 @@ FTM_COLD void free_slow(void *p, const char *call)
 		return;
 	int saved = errno;
 	if (free_checked(p, call) && FTM_UNLIKELY(ftm_debug))
+		history_record(HISTORY_FREE, p, 0);
+	errno = saved;
+}
+
+/* free's fast path claimed p's chunk but the bin has no room: full, or the
+ * empty bin of a thread without a cache (debug mode, first call, exit). */
+FTM_COLD static void free_no_room(struct ftm_zone *zone, void *p, uint32_t index, uint16_t state)
+{
+	int saved = errno;
+	free_claimed(zone, p, index, state, "free");
+	if (FTM_UNLIKELY(ftm_debug))
 		history_record(HISTORY_FREE, p, 0);
 	errno = saved;
 }
@@ -218,9 +242,12 @@ FTM_EXPORT void ftm_free(void *p)
 		if (FTM_LIKELY(index < zone->capacity)) {
 			prefetch_for_write(meta_slot(zone, index));
 			uint16_t state = meta_load(zone, index);
-			struct ftm_slot *top = bin->top;
-			if (FTM_LIKELY((state & FTM_META_LIVE) && top < bin->end &&
-				       meta_claim(zone, index, state))) {
+			if (FTM_LIKELY((state & FTM_META_LIVE) && meta_claim(zone, index, state))) {
+				struct ftm_slot *top = bin->top;
+				if (FTM_UNLIKELY(top == bin->end)) {
+					free_no_room(zone, p, (uint32_t)index, state);
+					return;
+				}
 				*top = (struct ftm_slot){p, meta_slot(zone, index)};
 				bin->top = top + 1;
 				bin->frees++;

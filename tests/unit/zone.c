@@ -20,6 +20,13 @@ static void init(void)
 
 TestSuite(zone, .init = init);
 
+/* Gives one chunk back, as a flush of one does. */
+static void put(struct ftm_zone *zone, uint32_t index)
+{
+	struct ftm_slot one = {zone_chunk(zone, index), meta_slot(zone, index)};
+	cr_assert_eq(zone_put_run(zone, &one, 1), 1);
+}
+
 Test(zone, carves_in_order_and_registers)
 {
 	uint32_t cls = size_class(100);
@@ -52,8 +59,8 @@ Test(zone, carves_in_order_and_registers)
 	cr_assert_eq(zone->carved, 10);
 	cr_assert_eq(zone->used, 10);
 
-	zone_put(zone, 3);
-	zone_put(zone, 7);
+	put(zone, 3);
+	put(zone, 7);
 	cr_assert_eq(meta_load(zone, 7), 3 + 1, "a free chunk's state links to the next free one");
 	cr_assert_eq(meta_load(zone, 3), 0, "end of the list");
 	cr_assert_eq(zone->used, 8);
@@ -68,6 +75,45 @@ Test(zone, carves_in_order_and_registers)
 
 	zone_close(zone, false);
 	cr_assert_null(pagemap_zone((void *)base));
+}
+
+Test(zone, a_flush_is_put_back_one_run_per_zone)
+{
+	uint32_t cls = size_class(48);
+	struct ftm_zone *a = zone_create(&ftm_arenas[0], cls);
+	struct ftm_zone *b = zone_create(&ftm_arenas[0], cls);
+	struct ftm_slot from_a[6], from_b[2], flush[7];
+	cr_assert_eq(zone_take(a, from_a, 6), 6);
+	cr_assert_eq(zone_take(b, from_b, 2), 2);
+	/* a's chunks 4, 1, 5, 2, then b's 1 and 0, then a's 3 */
+	struct ftm_slot order[7] = {from_a[4], from_a[1], from_a[5], from_a[2], from_b[1], from_b[0], from_a[3]};
+	memcpy(flush, order, sizeof(flush));
+
+	cr_assert_eq(zone_put_run(a, flush, 7), 4, "the run ends at b's first chunk");
+	cr_assert_eq(a->used, 2);
+	cr_assert_eq(a->free_head, 2 + 1, "the last one put heads the list");
+	cr_assert_eq(meta_load(a, 2), 5 + 1);
+	cr_assert_eq(meta_load(a, 5), 1 + 1);
+	cr_assert_eq(meta_load(a, 1), 4 + 1);
+	cr_assert_eq(meta_load(a, 4), 0, "the first one ends it");
+	cr_assert_eq(meta_load(a, 3), FTM_META_CACHED, "past the run: untouched");
+
+	cr_assert_eq(zone_put_run(b, flush + 4, 3), 2);
+	cr_assert_eq(b->used, 0);
+	cr_assert_eq(b->free_head, 0 + 1);
+	cr_assert_eq(meta_load(b, 0), 1 + 1);
+	cr_assert_eq(zone_put_run(a, flush + 6, 1), 1);
+	cr_assert_eq(a->used, 1);
+	cr_assert_eq(a->free_head, 3 + 1);
+
+	struct ftm_slot again[4];
+	cr_assert_eq(zone_take(a, again, 4), 4);
+	cr_assert_eq(again[0].chunk, from_a[3].chunk, "LIFO across the runs");
+	cr_assert_eq(again[1].chunk, from_a[2].chunk);
+	cr_assert_eq(again[2].chunk, from_a[5].chunk);
+	cr_assert_eq(again[3].chunk, from_a[1].chunk);
+	zone_close(a, false);
+	zone_close(b, false);
 }
 
 Test(zone, takes_everything_then_stops)
@@ -88,8 +134,8 @@ Test(zone, write_after_free_is_harmless)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	struct ftm_slot chunks[4];
 	cr_assert_eq(zone_take(zone, chunks, 4), 4);
-	zone_put(zone, 0);
-	zone_put(zone, 1);
+	put(zone, 0);
+	put(zone, 1);
 	/* the program writes into chunks it freed: the allocator keeps
 	 * nothing there, so the next chunks handed out are unchanged */
 	memset(chunks[0].chunk, 0x41, 64);
@@ -110,8 +156,8 @@ Test(zone, corrupted_link_is_reported_not_followed, .init = cr_redirect_stderr)
 	struct ftm_zone *zone = zone_create(&ftm_arenas[0], cls);
 	struct ftm_slot chunks[4];
 	cr_assert_eq(zone_take(zone, chunks, 4), 4);
-	zone_put(zone, 0);
-	zone_put(zone, 1);
+	put(zone, 0);
+	put(zone, 1);
 	/* an overflow into the state array rewrites chunk 1's link */
 	meta_store(zone, 1, 3000);
 	struct ftm_slot got[4];
@@ -179,7 +225,7 @@ Test(zone, given_back_zone_reads_zero_and_is_reused)
 	cr_assert_eq(zone_take(zone, &taken, 1), 1);
 	char *chunk = taken.chunk;
 	memset(chunk, 0x5a, 100);
-	zone_put(zone, (uint32_t)(taken.meta - zone->meta));
+	put(zone, (uint32_t)(taken.meta - zone->meta));
 	zone_close(zone, false);
 	cr_assert_null(pagemap_zone(chunk), "no longer in the page map");
 	cr_assert_not(zone_sealed(zone), "a late reader finds a broken seal");
