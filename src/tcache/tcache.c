@@ -87,10 +87,11 @@ uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 	bin->batch = 2 * bin->batch < ftm_classes[cls].batch ? 2 * bin->batch : ftm_classes[cls].batch;
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
-	for (uint32_t i = 0, j = got - 1; i < got / 2; i++, j--) {
-		struct ftm_slot swap = in[i];
-		in[i] = in[j];
-		in[j] = swap;
+	for (struct ftm_slot *lo = in, *hi = in + got; lo + 1 < hi; lo++) {
+		struct ftm_slot swap = *lo;
+		hi--;
+		*lo = *hi;
+		*hi = swap;
 	}
 	bin->top += got;
 	bin->refilled += got;
