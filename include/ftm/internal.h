@@ -259,6 +259,7 @@ static inline uint64_t bin_mallocs(const struct ftm_bin *bin)
 struct ftm_tcache *tcache_attach(void);
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls);
 void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep);
+void tcache_make_room(struct ftm_tcache *tc, uint32_t cls);
 void tcache_flush_all(struct ftm_tcache *tc);
 void tcache_sum_live_stats(struct ftm_class_stats *by_class);
 void tcache_lock_pool(void);

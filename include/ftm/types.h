@@ -191,7 +191,8 @@ struct ftm_zone_pages {
 
 #define FTM_TCACHE_MAX 32 /* most chunks one bin holds (struct ftm_class.tcache_cap) */
 /* A thread's first refill of a class takes this many chunks, each next one
- * twice as many, up to the class's batch: a thread that lives for a few
+ * twice as many, up to the class's batch (a whole bin while the thread
+ * only allocates the class, struct ftm_bin_phase): a thread that lives for a few
  * dozen mallocs over many classes (one per connection or task) would
  * otherwise take a whole batch of every class it touches and give most of
  * it back at exit (w_thread_churn: 97M -> 79M instructions; 1, 2 and 16
@@ -226,6 +227,18 @@ struct ftm_bin {
 /* A bin counts what comes in and what is flushed out, so malloc's fast path
  * counts nothing: mallocs = refilled + frees - flushed - cached (bin_mallocs). */
 
+/* What a bin did since its last refill and flush. A thread that only
+ * allocates a class for a while (building a structure: jq parsing its
+ * input) or only frees it (tearing one down, or consuming what other
+ * threads allocate) moves whole bins at a time instead of halves, which
+ * halves the locking and bookkeeping per chunk; one that does both keeps
+ * moving halves, so that its next few mallocs and frees stay in the cache.
+ * Kept apart from the bins, which stay one cache line each. */
+struct ftm_bin_phase {
+	uint64_t frees_at_refill;  /* the bin's frees when it was last refilled */
+	uint64_t mallocs_at_flush; /* its bin_mallocs() when it was last flushed */
+};
+
 struct ftm_tcache {
 	struct ftm_bin bins[FTM_CLASS_COUNT]; /* first, so the fast path indexes it directly */
 	struct ftm_arena *arena;              /* refills come from here */
@@ -234,6 +247,7 @@ struct ftm_tcache {
 	struct ftm_tcache *live_prev;
 	uint64_t refills;                     /* batches taken from the arena */
 	uint64_t flushes;                     /* batches given back */
+	struct ftm_bin_phase phase[FTM_CLASS_COUNT]; /* sizes each bin's next batch */
 	struct ftm_slot slots[];              /* every bin's slots, in class order */
 };
 

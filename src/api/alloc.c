@@ -145,7 +145,7 @@ static void free_claimed(struct ftm_zone *zone, void *p, uint32_t index, uint16_
 	}
 	struct ftm_bin *bin = &tc->bins[zone->cls];
 	if (bin->top == bin->end)
-		tcache_flush(tc, zone->cls, (uint32_t)(bin->end - bin->base) / 2);
+		tcache_make_room(tc, zone->cls);
 	*bin->top++ = freed;
 	bin->frees++;
 }

@@ -65,6 +65,7 @@ struct ftm_tcache *tcache_attach(void)
 		    .live = FTM_META_LIVE + c->size,
 		    .batch = c->batch < FTM_TCACHE_FIRST_BATCH ? c->batch : FTM_TCACHE_FIRST_BATCH,
 		};
+		tc->phase[cls] = (struct ftm_bin_phase){0};
 		slots += c->tcache_cap;
 	}
 	pthread_mutex_lock(&pool_lock);
@@ -79,12 +80,20 @@ struct ftm_tcache *tcache_attach(void)
 	return tc;
 }
 
+/* Fills an empty bin: a batch, or the whole bin while the thread freed
+ * nothing of the class since the last refill (struct ftm_bin_phase); the
+ * slow start caps either. */
 uint32_t tcache_refill(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
+	struct ftm_bin_phase *phase = &tc->phase[cls];
+	const struct ftm_class *c = &ftm_classes[cls];
+	uint32_t most = bin->frees == phase->frees_at_refill ? c->tcache_cap : c->batch;
+	uint32_t want = bin->batch < most ? bin->batch : most;
+	bin->batch = 2 * bin->batch < c->tcache_cap ? 2 * bin->batch : c->tcache_cap;
+	phase->frees_at_refill = bin->frees;
 	struct ftm_slot *in = bin->top;
-	uint32_t got = arena_refill(tc->arena, cls, in, bin->batch);
-	bin->batch = 2 * bin->batch < ftm_classes[cls].batch ? 2 * bin->batch : ftm_classes[cls].batch;
+	uint32_t got = arena_refill(tc->arena, cls, in, want);
 	/* the arena hands chunks out in address order; reversed, the next
 	 * mallocs walk up through memory instead of down */
 	for (struct ftm_slot *lo = in, *hi = in + got; lo + 1 < hi; lo++) {
@@ -112,6 +121,18 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	bin->top = bin->base + keep;
 	bin->flushed += out;
 	tc->flushes++;
+}
+
+/* Empties a full bin for a free: the older half, or all of it while the
+ * thread allocated nothing of the class since the last flush (struct
+ * ftm_bin_phase). */
+void tcache_make_room(struct ftm_tcache *tc, uint32_t cls)
+{
+	struct ftm_bin *bin = &tc->bins[cls];
+	struct ftm_bin_phase *phase = &tc->phase[cls];
+	uint64_t mallocs = bin_mallocs(bin);
+	tcache_flush(tc, cls, mallocs == phase->mallocs_at_flush ? 0 : bin_count(bin) / 2);
+	phase->mallocs_at_flush = mallocs;
 }
 
 void tcache_flush_all(struct ftm_tcache *tc)

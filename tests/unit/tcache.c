@@ -1,6 +1,8 @@
 /*
  * Thread caches: a bin fills on free and drains on malloc, an overflowing
- * bin gives back its older half, a dry bin takes one batch, chunks freed by
+ * bin gives back its older half (all of it while the thread only frees the
+ * class), a dry bin takes one batch (a whole bin while the thread only
+ * allocates the class), chunks freed by
  * another thread go home to the arena that owns their zone when the caches
  * are flushed, and a free after the thread's cache was torn down still
  * reaches the arena.
@@ -103,21 +105,29 @@ Test(tcache, bins_are_sized_by_class_cap)
 	cr_assert_eq(nbin->top[-1].meta, saved.meta);
 }
 
-/* In a new thread, a class's refills take 4, 8, then the class's batch. */
+/* In a new thread, a class's refills take 4, 8, then the class's batch
+ * and, while the thread has freed nothing of the class, a whole bin; a free
+ * brings the next refill back to the batch. */
 static void *count_refills(void *arg)
 {
 	uint32_t *sizes = arg;
 	uint32_t cls = size_class(100);
 	struct ftm_bin *bin;
-	void *held[64];
+	void *held[128];
 	uint32_t n = 0;
-	for (int r = 0; r < 4; r++) {
+	for (int r = 0; r < 5; r++) {
+		if (r == 4)
+			ftm_free(ftm_malloc(2000)); /* another class: no effect */
 		held[n++] = ftm_malloc(100); /* the bin is empty: this refills */
 		bin = &ftm_tls_tcache->bins[cls];
 		sizes[r] = bin_count(bin) + 1;
 		while (bin_count(bin))
 			held[n++] = ftm_malloc(100);
 	}
+	ftm_free(held[--n]);
+	held[n++] = ftm_malloc(100); /* from the bin: the free stays counted */
+	held[n++] = ftm_malloc(100); /* empty again: refills */
+	sizes[5] = bin_count(bin) + 1;
 	for (uint32_t i = 0; i < n; i++)
 		ftm_free(held[i]);
 	return NULL;
@@ -126,15 +136,80 @@ static void *count_refills(void *arg)
 Test(tcache, refills_start_small_and_double)
 {
 	const struct ftm_class *c = &ftm_classes[size_class(100)];
-	cr_assert_geq(c->batch, 16, "the class's batch is past the slow start");
-	uint32_t sizes[4];
+	cr_assert_eq(c->batch, 16);
+	cr_assert_eq(c->tcache_cap, 32);
+	uint32_t sizes[6];
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, count_refills, sizes), 0);
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert_eq(sizes[0], FTM_TCACHE_FIRST_BATCH);
 	cr_assert_eq(sizes[1], 2 * FTM_TCACHE_FIRST_BATCH);
-	cr_assert_eq(sizes[2], c->batch < 16 ? c->batch : 16);
-	cr_assert_eq(sizes[3], c->batch);
+	cr_assert_eq(sizes[2], 16);
+	cr_assert_eq(sizes[3], 32, "only mallocs since the last refill: a whole bin");
+	cr_assert_eq(sizes[4], 32);
+	cr_assert_eq(sizes[5], 16, "a free since: the class's batch");
+}
+
+/* A thread that only frees a class (a consumer) gives back whole bins; one
+ * that also allocated it since the last flush gives back the older half. */
+struct frees_only {
+	void *chunks[200];
+	uint32_t after[3]; /* the bin's count after each overflowing free */
+	uint32_t freed;    /* chunks[0, freed) were freed */
+};
+
+static void *free_in_phases(void *arg)
+{
+	struct frees_only *f = arg;
+	uint32_t cls = size_class(48);
+	uint32_t cap = ftm_classes[cls].tcache_cap;
+	struct ftm_bin *bin = NULL;
+	uint32_t at = 0;
+	/* frees only: the first overflow flushes the whole bin */
+	for (uint32_t i = 0; i <= cap; i++) {
+		ftm_free(f->chunks[at++]);
+		bin = &ftm_tls_tcache->bins[cls];
+	}
+	f->after[0] = bin_count(bin);
+	/* a malloc since that flush: the next overflow keeps half */
+	void *mine = ftm_malloc(48);
+	while (bin_count(bin) < cap)
+		ftm_free(f->chunks[at++]);
+	ftm_free(f->chunks[at++]);
+	f->after[1] = bin_count(bin);
+	/* frees only again: the whole bin */
+	while (bin_count(bin) < cap)
+		ftm_free(f->chunks[at++]);
+	ftm_free(f->chunks[at++]);
+	f->after[2] = bin_count(bin);
+	ftm_free(mine);
+	f->freed = at;
+	return NULL;
+}
+
+Test(tcache, a_thread_that_only_frees_gives_back_whole_bins)
+{
+	uint32_t cls = size_class(48);
+	uint32_t cap = ftm_classes[cls].tcache_cap;
+	cr_assert_eq(cap, 32);
+	struct frees_only f;
+	for (uint32_t i = 0; i < 200; i++)
+		f.chunks[i] = ftm_malloc(48);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, free_in_phases, &f), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(f.after[0], 1, "the overflowing free lands in an emptied bin");
+	cr_assert_eq(f.after[1], cap / 2 + 1);
+	cr_assert_eq(f.after[2], 1);
+	cr_assert_eq(f.freed, (cap + 1) + (cap + 1) + (cap / 2 - 1 + 1));
+	for (uint32_t i = 0; i < 200; i++) {
+		struct ftm_zone *zone = pagemap_zone(f.chunks[i]);
+		uint16_t state = meta_load(zone, zone_chunk_index(zone, f.chunks[i]));
+		if (i < f.freed)
+			cr_assert(!(state & FTM_META_LIVE), "chunk %u was freed", i);
+		else
+			ftm_free(f.chunks[i]);
+	}
 }
 
 struct handoff {
