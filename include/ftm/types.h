@@ -55,7 +55,7 @@ struct ftm_class {
 	uint32_t capacity;     /* chunks per zone */
 	uint32_t header_bytes; /* a zone header with its meta, in whole cache lines */
 	uint32_t tcache_cap;   /* most chunks of this class one thread may cache */
-	uint32_t batch;        /* chunks moved per tcache refill or flush */
+	uint32_t batch;        /* chunks a refill takes while the thread also frees the class */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -191,8 +191,8 @@ struct ftm_zone_pages {
 
 #define FTM_TCACHE_MAX 32 /* most chunks one bin holds (struct ftm_class.tcache_cap) */
 /* A thread's first refill of a class takes this many chunks, each next one
- * twice as many, up to the class's batch (a whole bin while the thread
- * only allocates the class, struct ftm_bin_phase): a thread that lives for a few
+ * twice as many, up to the class's batch (a whole bin while the thread only
+ * allocates the class, struct ftm_bin_phase): a thread that lives for a few
  * dozen mallocs over many classes (one per connection or task) would
  * otherwise take a whole batch of every class it touches and give most of
  * it back at exit (w_thread_churn: 97M -> 79M instructions; 1, 2 and 16
@@ -218,7 +218,7 @@ struct ftm_bin {
 	struct ftm_slot *base; /* the bin's first slot */
 	struct ftm_slot *end;  /* base + the class's cap; == base in the boot/dead caches */
 	uint32_t live;         /* FTM_META_LIVE + chunk size: minus the request, the chunk's meta */
-	uint32_t batch;        /* chunks the next refill asks for (slow start up to the class's) */
+	uint32_t batch;        /* most chunks the next refill takes (slow start up to the cap) */
 	uint64_t refilled;     /* chunks that came in from the arena */
 	uint64_t frees;        /* frees of this class by this thread (chunks that came in) */
 	uint64_t misses;       /* mallocs that had to refill */

@@ -2,10 +2,9 @@
  * Thread caches: a bin fills on free and drains on malloc, an overflowing
  * bin gives back its older half (all of it while the thread only frees the
  * class), a dry bin takes one batch (a whole bin while the thread only
- * allocates the class), chunks freed by
- * another thread go home to the arena that owns their zone when the caches
- * are flushed, and a free after the thread's cache was torn down still
- * reaches the arena.
+ * allocates the class), chunks freed by another thread go home to the arena
+ * that owns their zone when the caches are flushed, and a free after the
+ * thread's cache was torn down still reaches the arena.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
