@@ -171,7 +171,8 @@ static void zones_remove(struct ftm_arena *arena, struct ftm_zone *zone)
  *    arena stays regardless, so one that drains and refills its last zone
  *    does not map and unmap it over and over;
  *  - by age: idle zones older than FT_MALLOC_DECAY_MS go back to the OS,
- *    looked at whenever a zone empties; malloc_trim gives them all back.
+ *    looked at whenever a zone empties or a thread's cache is refilled;
+ *    malloc_trim gives them all back.
  * A class that needs a new zone takes over the pages of idle zones of
  * other classes (below: idle pages for a new zone; cppcheck's 96 to 192
  * byte classes swing in turn: 69 of their zones were dropped and 1100
@@ -489,6 +490,10 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	cs->chunks_out += got;
 	if (cs->chunks_out > cs->peak_out)
 		cs->peak_out = cs->chunks_out;
+	/* a server whose heap shrank empties no zone while it serves its
+	 * remaining keys: its idle zones age out at its next refills */
+	if (arena->idle_oldest)
+		arena_idle_decay(arena, os_now_ns());
 	arena_unlock(arena);
 	if (carved)
 		large_trim_stale();

@@ -205,6 +205,29 @@ Test(idle, no_decay_time_gives_them_back_at_once)
 	check_counts();
 }
 
+/* A program whose heap shrank and then only touches its other classes
+ * empties no more zones; its refills are what look at the idle zones'
+ * age. */
+Test(idle, a_refill_gives_back_the_zones_past_their_time)
+{
+	uint32_t cls = 2, other = 5, n = 2 * capacity(cls);
+	take(other, n, 1);
+	take(cls, 0, n);
+	give(0, n);
+	cr_assert_eq(idle_count(cls), 2);
+	take(other, n + 1, 1);
+	cr_assert_eq(idle_count(cls), 2, "younger than FT_MALLOC_DECAY_MS: kept");
+	uint64_t decay = (uint64_t)ftm_options[FTM_OPT_DECAY_MS] * 1000000u;
+	for (struct ftm_zone *z = arena->idle_oldest; z; z = z->idle_next)
+		z->idle_since -= decay;
+	take(other, n + 2, 1);
+	cr_assert_eq(idle_count(cls), 0, "past it: given back by the next refill");
+	cr_assert_eq(arena->by_class[cls].zones_unmapped, 2);
+	cr_assert_eq(arena->by_class[other].zones_unmapped, 0);
+	check_counts();
+	give(n, 3);
+}
+
 Test(idle, trim_gives_them_all_back)
 {
 	uint32_t cls = 2, n = 3 * capacity(cls);
