@@ -288,6 +288,9 @@ void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent
  * ns, oldest first (a range's tail when that is enough), while *drop has
  * room. */
 void extent_drop_stale(size_t bytes, uint64_t now, uint64_t min_age, struct extent_drop *drop);
+/* The ranges nothing went into for FT_MALLOC_DECAY_MS go, while *drop has
+ * room. */
+void extent_decay(uint64_t now, struct extent_drop *drop);
 size_t extent_drain(struct extent_drop *drop, size_t max);
 size_t extent_cached_bytes(void);
 
@@ -301,6 +304,7 @@ void *large_alloc(size_t size, size_t align, bool zero);
 size_t large_trim(void);
 bool large_free(void *p);
 void large_trim_stale(void);
+void large_decay(void);
 bool large_lookup(const void *p, size_t *size, size_t *usable);
 bool large_realloc(void *p, size_t size, void **moved);
 void large_lock(void);

@@ -396,13 +396,18 @@ FTM_COLD static struct ftm_zone *arena_grow(struct ftm_arena *arena, uint32_t cl
 	return zone;
 }
 
-/* Idle zones past the time limit go, oldest first. */
-static void arena_idle_decay(struct ftm_arena *arena, uint64_t now)
+/* Idle zones past the time limit go, oldest first; returns whether any
+ * did. */
+static bool arena_idle_decay(struct ftm_arena *arena, uint64_t now)
 {
 	uint64_t ms = (uint64_t)ftm_options[FTM_OPT_DECAY_MS];
 	uint64_t limit = ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u;
-	while (arena->idle_oldest && now - arena->idle_oldest->idle_since >= limit)
+	bool released = false;
+	while (arena->idle_oldest && now - arena->idle_oldest->idle_since >= limit) {
 		arena_release_zone(arena, arena->idle_oldest);
+		released = true;
+	}
+	return released;
 }
 
 /* This arena's idle zones go, oldest first, while the process's are over
@@ -491,10 +496,12 @@ uint32_t arena_refill(struct ftm_arena *arena, uint32_t cls, struct ftm_slot *ou
 	if (cs->chunks_out > cs->peak_out)
 		cs->peak_out = cs->chunks_out;
 	/* a server whose heap shrank empties no zone while it serves its
-	 * remaining keys: its idle zones age out at its next refills */
-	if (arena->idle_oldest)
-		arena_idle_decay(arena, os_now_ns());
+	 * remaining keys: its idle zones age out at its next refills, and
+	 * its cached LARGE ranges with them (it may free no LARGE block) */
+	bool aged = arena->idle_oldest && arena_idle_decay(arena, os_now_ns());
 	arena_unlock(arena);
+	if (aged)
+		large_decay();
 	if (carved)
 		large_trim_stale();
 	for (uint32_t i = 0; i < runs; i++)

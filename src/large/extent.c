@@ -15,8 +15,9 @@
  * either, the smallest ranges go back to the OS first. A small range is the
  * least useful one: a range under 32 KiB serves no LARGE request until it
  * merges. A range nothing went into for FT_MALLOC_DECAY_MS (5 s) goes back
- * too, at the next put: a server past a burst keeps its memory only while
- * it keeps freeing LARGE blocks (or until malloc_trim). One idle for
+ * too, at the next put or when a thread cache's refill finds idle zones
+ * past that age (large_decay): a server past a burst keeps its memory
+ * while it is quiet, not once it works again (or after malloc_trim). One idle for
  * FTM_STALE_MS goes sooner when the process grows while it keeps more than
  * its busy peak leaves room for (large.c, kept memory).
  *
@@ -157,8 +158,7 @@ static bool idle_for(const struct ftm_extent *r, uint64_t now, uint64_t age)
 	return now >= r->freed_at && now - r->freed_at >= age;
 }
 
-/* While *drop has room, the ranges idle for the decay time go. */
-static void decay(uint64_t now, struct extent_drop *drop)
+void extent_decay(uint64_t now, struct extent_drop *drop)
 {
 	uint64_t ms = (uint64_t)ftm_options[FTM_OPT_DECAY_MS];
 	uint64_t idle = ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u;
@@ -208,7 +208,7 @@ void extent_put(void *addr, size_t len, size_t live, uint64_t now, struct extent
 	}
 	if (range_bytes > bound)
 		shrink_to_bounds(bound, drop);
-	decay(now, drop);
+	extent_decay(now, drop);
 }
 
 void extent_drop_stale(size_t bytes, uint64_t now, uint64_t min_age, struct extent_drop *drop)

@@ -194,6 +194,21 @@ size_t large_trim(void)
 	return bytes;
 }
 
+/* Gives back the cached ranges past FT_MALLOC_DECAY_MS. extent_put looks
+ * at their age when a LARGE block is freed; this is for a process that
+ * frees none any more, called when its zones age out (arena_refill). */
+void large_decay(void)
+{
+	struct extent_drop drop;
+	do {
+		drop.count = 0;
+		lock_take(&reg.lock);
+		extent_decay(os_now_ns(), &drop);
+		lock_give(&reg.lock);
+		unmap_dropped(&drop);
+	} while (drop.count == sizeof(drop.range) / sizeof(drop.range[0]));
+}
+
 /* ---- kept memory ------------------------------------------------------------
  * Idle zones and cached LARGE ranges keep freed memory resident for reuse,
  * each within bounds of its own (arena.c, extent.c). A program that frees

@@ -7,7 +7,9 @@
  * FTM_TAKEOVER_LOOKS idle zones; idle zones
  * give way, oldest first, when another class carves past the process's
  * busy peak and its slack (the newest idle zone of each class excepted);
- * they go after FT_MALLOC_DECAY_MS, and malloc_trim gives them all back.
+ * they go after FT_MALLOC_DECAY_MS (looked at when a zone empties or a
+ * cache is refilled, which also ages out cached LARGE ranges), and
+ * malloc_trim gives them all back.
  * The page counts (ftm_zone_pages) match the zones after every step.
  */
 #include <criterion/criterion.h>
@@ -226,6 +228,33 @@ Test(idle, a_refill_gives_back_the_zones_past_their_time)
 	cr_assert_eq(arena->by_class[other].zones_unmapped, 0);
 	check_counts();
 	give(n, 3);
+}
+
+/* The refill that finds zones past their time gives back the cached LARGE
+ * ranges past theirs too: the process may free no LARGE block again. */
+Test(idle, aged_zones_take_the_aged_large_ranges_with_them)
+{
+	ftm_options[FTM_OPT_DECAY_MS] = 50;
+	uint32_t cls = 2, other = 5, n = capacity(cls);
+	take(other, n, 1);
+	take(cls, 0, n);
+	char *big = large_alloc((size_t)1 << 20, FTM_ALIGN, false);
+	memset(big, 1, (size_t)1 << 20);
+	cr_assert(large_free(big));
+	size_t cached = extent_cached_bytes();
+	cr_assert_geq(cached, (size_t)1 << 20);
+	give(0, n);
+	cr_assert_eq(idle_count(cls), 1);
+	/* past the decay time, short of FTM_STALE_MS (the kept-memory bound) */
+	uint64_t start = os_now_ns();
+	while (os_now_ns() - start < 60 * 1000000ull)
+		;
+	cr_assert_eq(extent_cached_bytes(), cached, "nothing looked at them yet");
+	take(other, n + 1, 1);
+	cr_assert_eq(idle_count(cls), 0);
+	cr_assert_eq(extent_cached_bytes(), 0);
+	check_counts();
+	give(n, 2);
 }
 
 Test(idle, trim_gives_them_all_back)
