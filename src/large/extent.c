@@ -16,8 +16,8 @@
  * least useful one: a range under 32 KiB serves no LARGE request until it
  * merges. A range nothing went into for FT_MALLOC_DECAY_MS (5 s) goes back
  * too, at the next put or when a thread cache's refill finds idle zones
- * past that age (large_decay): a server past a burst keeps its memory
- * while it is quiet, not once it works again (or after malloc_trim). One idle for
+ * past that age (large_decay): a server past a burst gives it back at its
+ * first calls after that time (or at malloc_trim). One idle for
  * FTM_STALE_MS goes sooner when the process grows while it keeps more than
  * its busy peak leaves room for (large.c, kept memory).
  *
