@@ -68,6 +68,37 @@ static int parse_fd(const char *s)
 	return fd;
 }
 
+/* The stderr the process started with, kept for the reports at exit when
+ * they go to stderr: many programs close it before they exit (coreutils and
+ * mawk, through gnulib's close_stdout), which would leave them nowhere. The
+ * cost: a program that closes stderr to tell a reader it is done (a daemon
+ * detaching) keeps it open until it exits, only while a report is asked for. */
+static int exit_fd = -1;
+static struct os_file_id exit_file;
+
+static void keep_stderr_for_exit(void)
+{
+	if (ftm_report_fd != 2 || !(ftm_options[FTM_OPT_LEAK_REPORT] || ftm_options[FTM_OPT_STATS]))
+		return;
+	exit_fd = os_dup_private(2);
+	if (exit_fd >= 0 && !os_file_id(exit_fd, &exit_file)) {
+		close(exit_fd);
+		exit_fd = -1;
+	}
+}
+
+/* The kept stderr while its number still names it (a program that closes
+ * every descriptor may have given the number to one of its own files), else
+ * the report fd as it is. */
+static int exit_report_fd(void)
+{
+	struct os_file_id now;
+	if (exit_fd >= 0 && os_file_id(exit_fd, &now) && now.device == exit_file.device &&
+	    now.inode == exit_file.inode)
+		return exit_fd;
+	return ftm_report_fd;
+}
+
 void debug_init(void)
 {
 	const char *output = ftm_option_text[FTM_OPT_OUTPUT];
@@ -86,6 +117,7 @@ void debug_init(void)
 			out_flush(&o);
 		}
 	}
+	keep_stderr_for_exit();
 	if (ftm_options[FTM_OPT_HISTORY] > 0 && history_init((size_t)ftm_options[FTM_OPT_HISTORY]))
 		for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(*fatal_signals); i++)
 			install(fatal_signals[i], on_fatal_signal);
@@ -303,7 +335,7 @@ __attribute__((destructor)) static void report_at_exit(void)
 {
 	if (!ftm_ready)
 		return;
-	struct ftm_out o = {.fd = ftm_report_fd};
+	struct ftm_out o = {.fd = exit_report_fd()};
 	if (ftm_options[FTM_OPT_LEAK_REPORT])
 		leak_report(&o);
 	if (ftm_options[FTM_OPT_STATS])

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -186,6 +187,24 @@ void os_write(int fd, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+}
+
+/* A duplicate of fd numbered 100 or above, which programs seldom hand out,
+ * closed on exec; -1 when it cannot be made. */
+int os_dup_private(int fd)
+{
+	return fcntl(fd, F_DUPFD_CLOEXEC, 100);
+}
+
+/* Which open file fd names, so that a later look can tell whether the number
+ * was closed and given to another file meanwhile; false when fd is closed. */
+bool os_file_id(int fd, struct os_file_id *out)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return false;
+	*out = (struct os_file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
+	return true;
 }
 
 /* The loaded object and nearest exported symbol at or below a code address.

@@ -278,6 +278,24 @@ static void child_quiet(void)
 	show_alloc_mem_json(-1); /* a bad fd: nothing to see */
 }
 
+/* Leaks one block and closes stderr before exit, as coreutils do. */
+static void child_closes_stderr(void)
+{
+	keep_malloc(24);
+	close(2);
+}
+
+/* Closes every descriptor above the harness's and gives the numbers to its
+ * stdout, like a program that closes all and opens files of its own: the
+ * report must not land in them. */
+static void child_reuses_numbers(void)
+{
+	keep_malloc(24);
+	for (int fd = CHILD_FDS + 1; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0 && dup2(1, fd) != fd)
+			_exit(123);
+}
+
 __attribute__((constructor)) static void debug_child(void)
 {
 	const char *mode = getenv(MARKER);
@@ -299,6 +317,10 @@ __attribute__((constructor)) static void debug_child(void)
 		child_dump();
 	else if (!strcmp(mode, "quiet"))
 		child_quiet();
+	else if (!strcmp(mode, "closes_stderr"))
+		child_closes_stderr();
+	else if (!strcmp(mode, "reuses_numbers"))
+		child_reuses_numbers();
 	else
 		_exit(99);
 	exit(0);
@@ -439,6 +461,39 @@ Test(debug_leak_report, lists_exactly_the_leaked_blocks)
 	expected_leak_report(&a, want, sizeof want);
 	cr_assert_str_eq(ERR(&c), want, "leak report:\n%s\nexpected exactly:\n%s", ERR(&c), want);
 	cr_assert_str_eq(OUT(&c), "");
+	child_free(&c);
+}
+
+/* The report goes to the stderr the program started with, also when the
+ * program closed it before exiting. */
+Test(debug_leak_report, reaches_stderr_closed_before_exit)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
+	struct child c;
+	run_child("closes_stderr", opts, &c);
+	assert_exit0(&c, "closes_stderr");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	cr_assert_eq(a.nlive, 1, "notes: %s", NOTES(&c));
+	char want[512];
+	expected_leak_report(&a, want, sizeof want);
+	cr_assert_str_eq(ERR(&c), want);
+	child_free(&c);
+}
+
+/* A kept stderr whose number now names another file is not written to. */
+Test(debug_leak_report, not_into_a_file_that_took_the_kept_number)
+{
+	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
+	struct child c;
+	run_child("reuses_numbers", opts, &c);
+	assert_exit0(&c, "reuses_numbers");
+	struct account a;
+	parse_account(NOTES(&c), 0, &a);
+	char want[512];
+	expected_leak_report(&a, want, sizeof want);
+	cr_assert_str_eq(OUT(&c), "");
+	cr_assert_str_eq(ERR(&c), want);
 	child_free(&c);
 }
 
