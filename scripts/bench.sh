@@ -20,6 +20,14 @@
 #   BENCH_LIBDIR=DIR     a machine without network: take the peers' libraries
 #                        from DIR, and hyperfine and GNU time from DIR/bin,
 #                        install nothing (scripts/bench-pack.sh fills DIR)
+#   BENCH_PROGRAM='CMD'  measure a command line of your own instead of the
+#                        workloads, run by sh and preloaded like them (for
+#                        instance BENCH_PROGRAM='jq length big.json', in the
+#                        directory bench.sh was called from): every
+#                        allocator must exit 0 and print exactly what the
+#                        first one printed; results as bench/results/program.*
+#                        unless BENCH_NAME says otherwise
+#   BENCH_PROGRAM_NAME=N its name in the tables (default program)
 #   CC                   compiler for the workloads (default cc)
 #
 # For each workload and thread count (1, the number of cores, 4x that):
@@ -42,6 +50,7 @@
 # bench/build/ (not versioned).
 set -euo pipefail
 
+CALLER_DIR=$PWD
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
@@ -50,7 +59,8 @@ if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-3}; else RUNS=${BENCH_RUNS:-9}; fi
 SEED=${BENCH_SEED:-42}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc jemalloc tcmalloc mimalloc ft_malloc}"
 CC=${CC:-cc}
-NAME=${BENCH_NAME:-latest}
+PROGRAM=${BENCH_PROGRAM:-}
+if [ -n "$PROGRAM" ]; then NAME=${BENCH_NAME:-program}; else NAME=${BENCH_NAME:-latest}; fi
 LIBDIR=${BENCH_LIBDIR:-}
 TIME=/usr/bin/time
 BUILD=bench/build
@@ -80,6 +90,11 @@ WORKLOADS=(
 	"python       1       1200     200"
 	"redis        1       400000   50000"
 )
+
+# A program of the user's: one case, no thread count or iterations ("-").
+if [ -n "$PROGRAM" ]; then
+	WORKLOADS=("${BENCH_PROGRAM_NAME:-program} 1 - -")
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench.sh: $*"; exit 1; }
@@ -147,17 +162,27 @@ done
 mkdir -p "$BUILD" "$OUT"
 rm -rf "$RAW"
 mkdir -p "$RAW"
-for src in bench/w_*.c; do
-	name=$(basename "$src" .c)
-	"$CC" -O2 -pthread -o "$BUILD/$name" "$src" ||
-		die "cannot build $src"
-done
+if [ -n "$PROGRAM" ]; then
+	# Run where bench.sh was called from, so that relative paths work.
+	printf "cd '%s' || exit 1\n%s\n" "${CALLER_DIR//\'/\'\\\'\'}" "$PROGRAM" >"$RAW/program.sh"
+else
+	for src in bench/w_*.c; do
+		name=$(basename "$src" .c)
+		"$CC" -O2 -pthread -o "$BUILD/$name" "$src" ||
+			die "cannot build $src"
+	done
+fi
 
 # ---- measurements -------------------------------------------------------------
 # The command line of one run, in the array CMD: $1 allocator, $2 time limit
 # (the program and its arguments come from the loop below).
 set_cmd() {
-	CMD=(timeout -k 5 "$2" env "LD_PRELOAD=${LIB[$1]}" "$prog" "$t" "$iters" "$SEED")
+	CMD=(timeout -k 5 "$2" env "LD_PRELOAD=${LIB[$1]}")
+	if [ -n "$PROGRAM" ]; then
+		CMD+=(sh "$ROOT/$RAW/program.sh")
+	else
+		CMD+=("$prog" "$t" "$iters" "$SEED")
+	fi
 }
 
 TIMEFMT='%e %U %S %M'
@@ -176,6 +201,7 @@ for spec in "${WORKLOADS[@]}"; do
 	for script in "$ROOT"/bench/p_"$wl".*; do
 		[ -x "$script" ] && prog=$script
 	done
+	[ -n "$PROGRAM" ] && prog="sh $ROOT/$RAW/program.sh"
 	threads_seen=" "
 	if [ -n "${BENCH_THREADS:-}" ] && [ "$tlist" != 1 ]; then
 		tlist=$BENCH_THREADS
@@ -189,6 +215,7 @@ for spec in "${WORKLOADS[@]}"; do
 		threads_seen+="$t "
 		case_id="$wl-t$t"
 		args="$t $iters $SEED"
+		[ -n "$PROGRAM" ] && args=
 
 		# 1. Check run (and warm-up), reference allocator first.
 		limit=$CHECK_LIMIT
@@ -199,7 +226,11 @@ for spec in "${WORKLOADS[@]}"; do
 			rc=0
 			"$TIME" -f "$TIMEFMT" -o "$RAW/$case_id.$a.check" \
 				"${CMD[@]}" >"$RAW/$case_id.$a.out" 2>"$RAW/$case_id.$a.err" || rc=$?
-			out=$(cat "$RAW/$case_id.$a.out")
+			if [ -n "$PROGRAM" ]; then
+				out="output $(cksum <"$RAW/$case_id.$a.out" | tr ' ' :)"
+			else
+				out=$(cat "$RAW/$case_id.$a.out")
+			fi
 			status=ok
 			detail=
 			if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -211,7 +242,7 @@ for spec in "${WORKLOADS[@]}"; do
 			elif [ "$rc" -ne 0 ]; then
 				status=error
 				detail="exit status $rc"
-			elif [[ "$out" != checksum=* ]]; then
+			elif [ -z "$PROGRAM" ] && [[ "$out" != checksum=* ]]; then
 				status=error
 				detail="no checksum printed"
 			elif [ -z "$ref" ]; then
@@ -220,6 +251,9 @@ for spec in "${WORKLOADS[@]}"; do
 				wall=$(tail -n 1 "$RAW/$case_id.$a.check" | cut -d' ' -f1)
 				limit=$(awk -v w="$wall" -v f="$LIMIT_FACTOR" -v m="$MIN_LIMIT" \
 					'BEGIN { l = int(f * w + 1); print (l > m ? l : m) }')
+			elif [ "$out" != "$ref" ] && [ -n "$PROGRAM" ]; then
+				status=output
+				detail="printed other than ${ALLOCATORS[0]} (see $ROOT/$RAW/$case_id.*.out)"
 			elif [ "$out" != "$ref" ]; then
 				status=checksum
 				detail="got ${out#checksum=}, expected ${ref#checksum=}"
@@ -327,7 +361,7 @@ for line in open(os.path.join(raw, "manifest.tsv")):
     cid, wl, t, iters, a, status, detail, checksum, cmd = line.rstrip("\n").split("\t")
     if cid not in byid:
         byid[cid] = {"case": cid, "workload": wl, "threads": int(t),
-                     "iters": int(iters), "allocators": {}}
+                     "iters": int(iters) if iters.isdigit() else iters, "allocators": {}}
         cases.append(byid[cid])
     byid[cid]["allocators"][a] = {"status": status, "detail": detail,
                                   "checksum": checksum, "command": cmd,
