@@ -448,15 +448,18 @@ static void expected_leak_report(struct account *a, char *buf, size_t cap)
 	cr_assert(len < cap);
 }
 
-Test(debug_leak_report, lists_exactly_the_leaked_blocks)
+/* Runs the child scenario `mode` with the leak report on: its stderr must
+ * hold exactly the report of the `nlive` blocks it noted, its stdout
+ * nothing. */
+static void check_leak_report(const char *mode, size_t nlive)
 {
 	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
 	struct child c;
-	run_child("leaks", opts, &c);
-	assert_exit0(&c, "leaks");
+	run_child(mode, opts, &c);
+	assert_exit0(&c, mode);
 	struct account a;
 	parse_account(NOTES(&c), 0, &a);
-	cr_assert_eq(a.nlive, 13, "notes: %s", NOTES(&c));
+	cr_assert_eq(a.nlive, nlive, "notes: %s", NOTES(&c));
 	char want[4096];
 	expected_leak_report(&a, want, sizeof want);
 	cr_assert_str_eq(ERR(&c), want, "leak report:\n%s\nexpected exactly:\n%s", ERR(&c), want);
@@ -464,37 +467,22 @@ Test(debug_leak_report, lists_exactly_the_leaked_blocks)
 	child_free(&c);
 }
 
+Test(debug_leak_report, lists_exactly_the_leaked_blocks)
+{
+	check_leak_report("leaks", 13);
+}
+
 /* The report goes to the stderr the program started with, also when the
  * program closed it before exiting. */
 Test(debug_leak_report, reaches_stderr_closed_before_exit)
 {
-	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
-	struct child c;
-	run_child("closes_stderr", opts, &c);
-	assert_exit0(&c, "closes_stderr");
-	struct account a;
-	parse_account(NOTES(&c), 0, &a);
-	cr_assert_eq(a.nlive, 1, "notes: %s", NOTES(&c));
-	char want[512];
-	expected_leak_report(&a, want, sizeof want);
-	cr_assert_str_eq(ERR(&c), want);
-	child_free(&c);
+	check_leak_report("closes_stderr", 1);
 }
 
 /* A kept stderr whose number now names another file is not written to. */
 Test(debug_leak_report, not_into_a_file_that_took_the_kept_number)
 {
-	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=1", NULL};
-	struct child c;
-	run_child("reuses_numbers", opts, &c);
-	assert_exit0(&c, "reuses_numbers");
-	struct account a;
-	parse_account(NOTES(&c), 0, &a);
-	char want[512];
-	expected_leak_report(&a, want, sizeof want);
-	cr_assert_str_eq(OUT(&c), "");
-	cr_assert_str_eq(ERR(&c), want);
-	child_free(&c);
+	check_leak_report("reuses_numbers", 1);
 }
 
 Test(debug_leak_report, nothing_live_nothing_listed)
