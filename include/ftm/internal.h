@@ -428,12 +428,12 @@ size_t os_page_size(void);
 uint32_t os_cpu_count(void);
 uint64_t os_random(void);
 void os_write(int fd, const void *buf, size_t len);
-int os_dup_private(int fd);
 struct os_file_id {
 	uint64_t device; /* st_dev */
 	uint64_t inode;  /* st_ino */
 };
 bool os_file_id(int fd, struct os_file_id *out);
+int os_dup_private(int fd, struct os_file_id *id);
 struct os_symbol {
 	const char *module;    /* path of the executable or library */
 	uintptr_t module_base; /* where it is loaded */

@@ -80,11 +80,7 @@ static void keep_stderr_for_exit(void)
 {
 	if (ftm_report_fd != 2 || !(ftm_options[FTM_OPT_LEAK_REPORT] || ftm_options[FTM_OPT_STATS]))
 		return;
-	exit_fd = os_dup_private(2);
-	if (exit_fd >= 0 && !os_file_id(exit_fd, &exit_file)) {
-		close(exit_fd);
-		exit_fd = -1;
-	}
+	exit_fd = os_dup_private(2, &exit_file);
 }
 
 /* The kept stderr while its number still names it (a program that closes

@@ -189,13 +189,6 @@ void os_write(int fd, const void *buf, size_t len)
 	}
 }
 
-/* A duplicate of fd numbered 100 or above, which programs seldom hand out,
- * closed on exec; -1 when it cannot be made. */
-int os_dup_private(int fd)
-{
-	return fcntl(fd, F_DUPFD_CLOEXEC, 100);
-}
-
 /* Which open file fd names, so that a later look can tell whether the number
  * was closed and given to another file meanwhile; false when fd is closed. */
 bool os_file_id(int fd, struct os_file_id *out)
@@ -205,6 +198,18 @@ bool os_file_id(int fd, struct os_file_id *out)
 		return false;
 	*out = (struct os_file_id){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
 	return true;
+}
+
+/* A duplicate of fd numbered 100 or above, which programs seldom hand out,
+ * closed on exec, and the file it names; -1 when it cannot be made. */
+int os_dup_private(int fd, struct os_file_id *id)
+{
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	if (copy >= 0 && !os_file_id(copy, id)) {
+		close(copy);
+		return -1;
+	}
+	return copy;
 }
 
 /* The loaded object and nearest exported symbol at or below a code address.
