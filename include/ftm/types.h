@@ -54,7 +54,8 @@ struct ftm_class {
 	uint32_t index_shift;  /* size's power-of-two factor, log2 */
 	uint32_t capacity;     /* chunks per zone */
 	uint32_t header_bytes; /* a zone header with its meta, in whole cache lines */
-	uint32_t tcache_cap;   /* most chunks of this class one thread may cache */
+	uint32_t tcache_cap;   /* chunks a bin of this class holds at first */
+	uint32_t tcache_grown; /* chunks it may grow to (struct ftm_bin_phase) */
 	uint32_t batch;        /* chunks a refill takes while the thread also frees the class */
 };
 
@@ -189,7 +190,8 @@ struct ftm_zone_pages {
 /* Thread cache                                                             */
 /* ------------------------------------------------------------------------ */
 
-#define FTM_TCACHE_MAX 32 /* most chunks one bin holds (struct ftm_class.tcache_cap) */
+#define FTM_TCACHE_MAX 32    /* most chunks one bin holds at first (struct ftm_class.tcache_cap) */
+#define FTM_TCACHE_GROWN 128 /* most chunks a bin grows to (struct ftm_class.tcache_grown) */
 /* A thread's first refill of a class takes this many chunks, each next one
  * twice as many, up to the class's batch (a whole bin while the thread only
  * allocates the class, struct ftm_bin_phase): a thread that lives for a few
@@ -210,8 +212,9 @@ struct ftm_slot {
 /* A stack of chunks kept out of the chunks themselves, so a write after
  * free cannot redirect the next malloc. Its slots are the bin's stretch of
  * the cache's slot array, as long as the class's cap: a bin of 32 KiB
- * chunks holds 4, not the 32 of a 16-byte class, and a cache takes three
- * pages instead of six. The bin keeps a pointer to its top, so neither
+ * chunks holds 4, not the 32 of a 16-byte class, and a cache's bins take
+ * four pages instead of seven; a bin that grows moves to a stretch of its
+ * own past them (tcache.c). The bin keeps a pointer to its top, so neither
  * path computes an address from a count. */
 struct ftm_bin {
 	struct ftm_slot *top;  /* next free slot: [base, top) hold chunks, newest last */
@@ -227,16 +230,22 @@ struct ftm_bin {
 /* A bin counts what comes in and what is flushed out, so malloc's fast path
  * counts nothing: mallocs = refilled + frees - flushed - cached (bin_mallocs). */
 
-/* What a bin did since its last refill and flush. A thread that only
+/* What a bin did since its last refill and overflow. A thread that only
  * allocates a class for a while (building a structure: jq parsing its
  * input) or only frees it (tearing one down, or consuming what other
  * threads allocate) moves whole bins at a time instead of halves, which
  * halves the locking and bookkeeping per chunk; one that does both keeps
  * moving halves, so that its next few mallocs and frees stay in the cache.
- * Kept apart from the bins, which stay one cache line each. */
+ * A bin that overflows after running dry since its last overflow swings
+ * between bursts of mallocs and of frees longer than it is (perl: 40% of
+ * the chunks it freed went to their zone and came back): it grows by its
+ * first cap instead of flushing, up to the class's tcache_grown, which
+ * keeps the same 8 KiB bound as the larger classes' bins. Kept apart from
+ * the bins, which stay one cache line each. */
 struct ftm_bin_phase {
 	uint64_t frees_at_refill;  /* the bin's frees when it was last refilled */
 	uint64_t mallocs_at_flush; /* its bin_mallocs() when it was last flushed */
+	uint64_t refilled_at_room; /* its refilled count when it last overflowed */
 };
 
 struct ftm_tcache {

@@ -23,6 +23,9 @@ __thread struct ftm_tcache *ftm_tls_tcache
 #define POOL_MAX 64 /* caches of exited threads kept for the next ones */
 
 static size_t tcache_bytes;    /* a cache, in whole pages */
+/* Where a bin that grows moves its slots: past every bin's first stretch,
+ * so that the pages of a thread whose bins never grow stay as few. */
+static uint32_t grown_slots_at[FTM_CLASS_COUNT];
 static pthread_key_t exit_key;                /* its destructor flushes the cache */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ftm_tcache *pool;
@@ -33,9 +36,14 @@ static void tcache_thread_exit(void *arg);
 
 void tcache_init_geometry(void)
 {
-	size_t slots = 0;
+	uint32_t slots = 0;
 	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
 		slots += ftm_classes[cls].tcache_cap;
+	for (uint32_t cls = 0; cls < FTM_CLASS_COUNT; cls++)
+		if (ftm_classes[cls].tcache_grown > ftm_classes[cls].tcache_cap) {
+			grown_slots_at[cls] = slots;
+			slots += ftm_classes[cls].tcache_grown;
+		}
 	tcache_bytes = sizeof(struct ftm_tcache) + slots * sizeof(struct ftm_slot);
 	tcache_bytes = (tcache_bytes + ftm_page_size - 1) & ~(ftm_page_size - 1);
 	pthread_key_create(&exit_key, tcache_thread_exit);
@@ -123,13 +131,39 @@ void tcache_flush(struct ftm_tcache *tc, uint32_t cls, uint32_t keep)
 	tc->flushes++;
 }
 
-/* Empties a full bin for a free: the older half, or all of it while the
- * thread allocated nothing of the class since the last flush (struct
- * ftm_bin_phase). */
+/* A full bin that swings between bursts of mallocs and frees takes its
+ * first cap more slots, up to the class's grown cap; on its first growth it
+ * moves to its stretch of the grown slots. */
+static void bin_grow(struct ftm_tcache *tc, uint32_t cls)
+{
+	struct ftm_bin *bin = &tc->bins[cls];
+	const struct ftm_class *c = &ftm_classes[cls];
+	uint32_t cap = (uint32_t)(bin->end - bin->base);
+	if (cap == c->tcache_cap) {
+		struct ftm_slot *grown = tc->slots + grown_slots_at[cls];
+		uint32_t count = bin_count(bin);
+		memcpy(grown, bin->base, count * sizeof(*grown));
+		bin->base = grown;
+		bin->top = grown + count;
+	}
+	cap += c->tcache_cap;
+	bin->end = bin->base + (cap < c->tcache_grown ? cap : c->tcache_grown);
+}
+
+/* Makes room in a full bin for a free: it grows while it ran dry since its
+ * last overflow and can grow; else it gives back its older half, or all of
+ * it while the thread allocated nothing of the class since the last flush
+ * (struct ftm_bin_phase). */
 void tcache_make_room(struct ftm_tcache *tc, uint32_t cls)
 {
 	struct ftm_bin *bin = &tc->bins[cls];
 	struct ftm_bin_phase *phase = &tc->phase[cls];
+	bool swung = bin->refilled != phase->refilled_at_room;
+	phase->refilled_at_room = bin->refilled;
+	if (swung && bin->end - bin->base < ftm_classes[cls].tcache_grown) {
+		bin_grow(tc, cls);
+		return;
+	}
 	uint64_t mallocs = bin_mallocs(bin);
 	tcache_flush(tc, cls, mallocs == phase->mallocs_at_flush ? 0 : bin_count(bin) / 2);
 	phase->mallocs_at_flush = mallocs;

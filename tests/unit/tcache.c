@@ -1,7 +1,8 @@
 /*
  * Thread caches: a bin fills on free and drains on malloc, an overflowing
  * bin gives back its older half (all of it while the thread only frees the
- * class), a dry bin takes one batch (a whole bin while the thread only
+ * class) or, when it ran dry since its last overflow, grows, a dry bin
+ * takes one batch (a whole bin while the thread only
  * allocates the class), chunks freed by another thread go home to the arena
  * that owns their zone when the caches are flushed, and a free after the
  * thread's cache was torn down still reaches the arena.
@@ -43,19 +44,22 @@ Test(tcache, refill_then_push_and_pop)
 	cr_assert_eq(ftm_malloc(99), first, "LIFO: the chunk just freed comes back first");
 }
 
+/* 256-byte chunks: 32 are the 8 KiB bound, so the bin never grows. */
 Test(tcache, overflow_flushes_older_half)
 {
-	uint32_t cls = size_class(48);
+	uint32_t cls = size_class(256);
 	const struct ftm_class *c = &ftm_classes[cls];
+	cr_assert_eq(c->tcache_grown, c->tcache_cap);
 	void *p[256];
 	uint32_t n = c->tcache_cap + c->batch + 1;
 	for (uint32_t i = 0; i < n; i++)
-		p[i] = ftm_malloc(48);
+		p[i] = ftm_malloc(256);
 	struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
 	uint32_t start = bin_count(bin);
 	uint32_t frees = c->tcache_cap - start + 1; /* the last one overflows */
 	for (uint32_t i = 0; i < frees; i++)
 		ftm_free(p[i]);
+	cr_assert_eq(bin->end - bin->base, c->tcache_cap);
 	cr_assert_eq(bin_count(bin), c->tcache_cap / 2 + 1);
 	cr_assert_eq(bin->top[-1].chunk, p[frees - 1], "most recent stays on top");
 	for (uint32_t i = 0; i < bin_count(bin); i++) {
@@ -209,6 +213,59 @@ Test(tcache, a_thread_that_only_frees_gives_back_whole_bins)
 		else
 			ftm_free(f.chunks[i]);
 	}
+}
+
+/* A thread that takes 140 chunks of a class and frees them all, again and
+ * again: each burst runs its bin dry and then over, and the bin grows by
+ * its first cap at the first overflow of each round instead of flushing,
+ * to the class's grown cap, moving past every bin's first stretch. */
+struct swings {
+	uint32_t cap[4];    /* the bin's cap after each round */
+	uint32_t count;     /* chunks in it right after the first growth */
+	bool moved;         /* it then lay past the first stretches */
+};
+
+static void *swing(void *arg)
+{
+	struct swings *s = arg;
+	uint32_t cls = size_class(48);
+	void *held[140];
+	for (int round = 0; round < 4; round++) {
+		for (uint32_t i = 0; i < 140; i++)
+			held[i] = ftm_malloc(48);
+		struct ftm_tcache *tc = ftm_tls_tcache;
+		struct ftm_bin *bin = &tc->bins[cls];
+		for (uint32_t i = 0; i < 140; i++) {
+			bool first = round == 0 && bin->end - bin->base == ftm_classes[cls].tcache_cap &&
+				     bin->top == bin->end;
+			ftm_free(held[i]);
+			if (first) {
+				s->count = bin_count(bin);
+				s->moved = bin->base >= tc->bins[FTM_CLASS_COUNT - 1].end;
+			}
+		}
+		s->cap[round] = (uint32_t)(bin->end - bin->base);
+	}
+	return NULL;
+}
+
+Test(tcache, a_swinging_bin_grows_instead_of_flushing)
+{
+	const struct ftm_class *c = &ftm_classes[size_class(48)];
+	cr_assert_eq(c->tcache_cap, 32);
+	cr_assert_eq(c->tcache_grown, FTM_TCACHE_GROWN);
+	struct swings s = {0};
+	uint64_t out = chunks_out_total();
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, swing, &s), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(chunks_out_total(), out, "every chunk went home at the thread's exit, moved ones too");
+	cr_assert_eq(s.count, 33, "the overflowing free joined the 32, none flushed");
+	cr_assert(s.moved);
+	cr_assert_eq(s.cap[0], 64);
+	cr_assert_eq(s.cap[1], 96);
+	cr_assert_eq(s.cap[2], 128);
+	cr_assert_eq(s.cap[3], 128, "no further than the grown cap");
 }
 
 struct handoff {
