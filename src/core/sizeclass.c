@@ -35,10 +35,9 @@ static uint64_t odd_inverse(uint64_t odd)
 /* Thread cache bound: about 8 KiB of each class, between 4 and `most`
  * chunks. Cached chunks stay resident: 32 KiB/64 made 8-thread w_threads
  * peak at 11.4 MB, this 10.2 MB (glibc 9.9 MB), prodcons 8.2 -> 6.3 MB,
- * with no CPU cost visible in the noise. Every bin holding 128 chunks of
- * classes under 64 B from the start cost w_churn 2.8% and peak RSS 1.04 ->
- * 1.07x glibc's; bins grow there only where they swing (struct
- * ftm_bin_phase). */
+ * with no CPU cost visible in the noise. Bins of 16-64 B chunks holding
+ * 128 from the start cost w_churn 2.8% and peak RSS 1.04 -> 1.07x glibc's:
+ * a bin grows to its 8 KiB only where it swings (struct ftm_bin_phase). */
 static uint32_t tcache_cap_for(uint32_t size, uint32_t most)
 {
 	uint32_t cap = 8192 / size;
