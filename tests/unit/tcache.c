@@ -215,36 +215,45 @@ Test(tcache, a_thread_that_only_frees_gives_back_whole_bins)
 	}
 }
 
-/* A thread that takes 140 chunks of a class and frees them all, again and
- * again: each burst runs its bin dry and then over, and the bin grows by
- * its first cap at the first overflow of each round instead of flushing,
- * to the class's grown cap, moving past every bin's first stretch. */
+/* A thread that swings: a burst of mallocs that runs its bin dry, then
+ * frees up to the bin's first overflow, round after round. The bin grows by
+ * its first cap at each such overflow instead of flushing, to the class's
+ * grown cap, moving past every bin's first stretch; a last burst of frees
+ * only, long enough to empty the bin whole, shrinks it back. */
 struct swings {
-	uint32_t cap[4];    /* the bin's cap after each round */
-	uint32_t count;     /* chunks in it right after the first growth */
-	bool moved;         /* it then lay past the first stretches */
+	uint32_t cap[5]; /* the bin's cap after each round */
+	uint32_t count;  /* chunks in it right after the first growth */
+	bool moved;      /* it then lay past the first stretches */
 };
 
 static void *swing(void *arg)
 {
 	struct swings *s = arg;
 	uint32_t cls = size_class(48);
-	void *held[140];
-	for (int round = 0; round < 4; round++) {
-		for (uint32_t i = 0; i < 140; i++)
-			held[i] = ftm_malloc(48);
+	static __thread void *held[1500];
+	uint32_t n = 0;
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 140; i++)
+			held[n++] = ftm_malloc(48);
 		struct ftm_tcache *tc = ftm_tls_tcache;
 		struct ftm_bin *bin = &tc->bins[cls];
-		for (uint32_t i = 0; i < 140; i++) {
-			bool first = round == 0 && bin->end - bin->base == ftm_classes[cls].tcache_cap &&
-				     bin->top == bin->end;
-			ftm_free(held[i]);
-			if (first) {
-				s->count = bin_count(bin);
-				s->moved = bin->base >= tc->bins[FTM_CLASS_COUNT - 1].end;
-			}
+		while (bin_count(bin))
+			held[n++] = ftm_malloc(48);
+		if (round == 4) {
+			while (n)
+				ftm_free(held[--n]);
+		} else {
+			bool full;
+			do {
+				full = bin->top == bin->end;
+				ftm_free(held[--n]);
+			} while (!full);
 		}
 		s->cap[round] = (uint32_t)(bin->end - bin->base);
+		if (round == 0) {
+			s->count = bin_count(bin);
+			s->moved = bin->base >= tc->bins[FTM_CLASS_COUNT - 1].end;
+		}
 	}
 	return NULL;
 }
@@ -266,6 +275,7 @@ Test(tcache, a_swinging_bin_grows_instead_of_flushing)
 	cr_assert_eq(s.cap[1], 96);
 	cr_assert_eq(s.cap[2], 128);
 	cr_assert_eq(s.cap[3], 128, "no further than the grown cap");
+	cr_assert_eq(s.cap[4], 32, "frees only: emptied and shrunk back");
 }
 
 struct handoff {
