@@ -3,7 +3,8 @@
  * the thread freed or got in a batch from its arena. malloc and free touch
  * only this (no lock, no atomic read-modify-write); a bin that runs dry is
  * refilled with one batch from the thread's arena, a bin that overflows
- * gives its older half back to the owning arenas.
+ * gives its older half back to the owning arenas, or grows when it ran dry
+ * since it last overflowed (struct ftm_bin_phase).
  *
  * The thread pointer is one initial-exec TLS word, so first access from a
  * dlopen'ed context neither allocates nor takes the loader's lock. It starts
