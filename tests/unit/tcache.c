@@ -1,11 +1,11 @@
 /*
  * Thread caches: a bin fills on free and drains on malloc, an overflowing
  * bin gives back its older half (all of it while the thread only frees the
- * class) or, when it ran dry since its last overflow, grows, a dry bin
- * takes one batch (a whole bin while the thread only
- * allocates the class), chunks freed by another thread go home to the arena
- * that owns their zone when the caches are flushed, and a free after the
- * thread's cache was torn down still reaches the arena.
+ * class) or grows when it ran dry since its last overflow, a dry bin takes
+ * one batch (a whole bin while the thread only allocates the class),
+ * chunks freed by another thread go home to the arena that owns their zone
+ * when the caches are flushed, and a free after the thread's cache was torn
+ * down still reaches the arena.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -230,7 +230,7 @@ static void *swing(void *arg)
 {
 	struct swings *s = arg;
 	uint32_t cls = size_class(48);
-	static __thread void *held[1500];
+	void *held[1500];
 	uint32_t n = 0;
 	for (int round = 0; round < 5; round++) {
 		for (int i = 0; i < 140; i++)
