@@ -240,7 +240,8 @@ struct ftm_bin {
  * between bursts of mallocs and of frees longer than it is (perl: 40% of
  * the chunks it freed went to their zone and came back): it grows by its
  * first cap instead of flushing, up to the class's tcache_grown, which
- * keeps the same 8 KiB bound as the larger classes' bins. Kept apart from
+ * keeps the same 8 KiB bound as the larger classes' bins; a burst of frees
+ * only that empties it shrinks it back (tcache_make_room). Kept apart from
  * the bins, which stay one cache line each. */
 struct ftm_bin_phase {
 	uint64_t frees_at_refill;  /* the bin's frees when it was last refilled */
