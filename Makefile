@@ -94,9 +94,7 @@ bench: $(LINK)
 # with 16 cores. Without network, carry the folder scripts/bench-pack.sh
 # fills (bench/peers) and it is used instead of installing anything.
 bench-scaling: $(LINK)
-	BENCH_NAME=scaling BENCH_THREADS="1 2 4 8 16" \
-	BENCH_WORKLOADS="mixed threads prodcons larson thread_churn" \
-	$(if $(wildcard bench/peers/VERSIONS),BENCH_LIBDIR=bench/peers) bash scripts/bench.sh
+	BENCH_SCALING=1 bash scripts/bench.sh
 
 clean:
 	rm -rf $(BUILD) bench/build

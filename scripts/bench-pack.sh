@@ -6,15 +6,14 @@
 #
 #   bash scripts/bench-pack.sh [DIR]        # DIR defaults to bench/peers
 #
-# Then, on the other machine, from a copy of the tree that carries DIR:
+# Then, on the other machine, from a copy of the tree that carries DIR
+# (bench/peers: `make bench-scaling` and scripts/device-scaling.sh look
+# there; another DIR goes in BENCH_LIBDIR):
 #
-#   BENCH_LIBDIR=bench/peers BENCH_NAME=scaling BENCH_THREADS="1 2 4 8 16" \
-#       BENCH_WORKLOADS="mixed threads prodcons larson thread_churn" \
-#       bash scripts/bench.sh
+#   bash scripts/device-scaling.sh
 #
-# (`make bench-scaling` runs exactly that.) The copies are Debian 12's
-# binaries: they need a glibc at least as new as 2.36 and, for tcmalloc,
-# libstdc++ on the other machine.
+# The copies are Debian 12's binaries: they need a glibc at least as new as
+# 2.36 and, for tcmalloc, libstdc++ on the other machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-bench/peers}

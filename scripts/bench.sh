@@ -17,6 +17,11 @@
 #                        of 1, N and 4N (the single-thread ones keep 1)
 #   BENCH_NAME=NAME      results file name (default latest): scaling runs
 #                        keep their own table beside the main one
+#   BENCH_SCALING=1      the thread-scaling run (`make bench-scaling`, for a
+#                        16-core machine): the multithreaded workloads at 1,
+#                        2, 4, 8 and 16 threads into bench/results/scaling.*,
+#                        the peers from bench/peers when bench-pack.sh
+#                        filled it; the variables above still override
 #   BENCH_LIBDIR=DIR     a machine without network: take the peers' libraries
 #                        from DIR, and hyperfine and GNU time from DIR/bin,
 #                        install nothing (scripts/bench-pack.sh fills DIR)
@@ -28,7 +33,9 @@
 #                        first one printed; results as bench/results/program.*
 #                        unless BENCH_NAME says otherwise
 #   BENCH_PROGRAM_NAME=N its name in the tables (default program)
-#   CC                   compiler for the workloads (default cc)
+#   CC                   compiler for the workloads (default cc); on a
+#                        machine without it, the workloads in bench/build
+#                        and the libft_malloc.so already built are used
 #
 # For each workload and thread count (1, the number of cores, 4x that):
 #   1. a check run of every allocator, which doubles as the warm-up: its
@@ -53,6 +60,12 @@ set -euo pipefail
 CALLER_DIR=$PWD
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+
+if [ "${BENCH_SCALING:-0}" = 1 ]; then
+	: "${BENCH_NAME:=scaling}" "${BENCH_THREADS:=1 2 4 8 16}"
+	: "${BENCH_WORKLOADS:=mixed threads prodcons larson thread_churn}"
+	if [ -f bench/peers/VERSIONS ]; then : "${BENCH_LIBDIR:=bench/peers}"; fi
+fi
 
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-3}; else RUNS=${BENCH_RUNS:-9}; fi
@@ -151,8 +164,12 @@ for a in "${ALLOCATORS[@]}"; do
 	mimalloc) LIB[$a]=$(find_lib libmimalloc.so.2 libmimalloc2.0 libmimalloc2) ||
 		die "libmimalloc.so.2 not found" ;;
 	ft_malloc)
-		make >&2 || die "make failed"
-		[ -e libft_malloc.so ] || die "make did not produce libft_malloc.so"
+		# a lent machine may have no compiler: the library built here
+		# and carried over is used as it is
+		if command -v make >/dev/null && command -v "$CC" >/dev/null; then
+			make >&2 || die "make failed"
+		fi
+		[ -e libft_malloc.so ] || die "no libft_malloc.so, and no make and $CC to build it"
 		LIB[$a]=$ROOT/libft_malloc.so ;;
 	*) die "unknown allocator '$a'" ;;
 	esac
@@ -168,8 +185,12 @@ if [ -n "$PROGRAM" ]; then
 else
 	for src in bench/w_*.c; do
 		name=$(basename "$src" .c)
-		"$CC" -O2 -pthread -o "$BUILD/$name" "$src" ||
-			die "cannot build $src"
+		if command -v "$CC" >/dev/null; then
+			"$CC" -O2 -pthread -o "$BUILD/$name" "$src" ||
+				die "cannot build $src"
+		else
+			[ -x "$BUILD/$name" ] || die "no $CC to build $src, and no $BUILD/$name"
+		fi
 	done
 fi
 
