@@ -14,7 +14,8 @@
 #   bash scripts/device-scaling.sh [SECONDS]    # the limit, default 480
 #
 # Results in bench/results/scaling.{md,json,svg}, copied with machine.txt
-# (what it prints first) into $OUT when that is set. Exits with bench.sh's status (124: out of time).
+# (what it prints first) into $OUT when that is set. Exits with bench.sh's
+# status (124: out of time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 limit=${1:-480}
