@@ -492,7 +492,9 @@ static inline void lock_give(struct ftm_lock *lock)
 /* ---- api/alloc.c --------------------------------------------------------- */
 FTM_EXPORT void *ftm_malloc(size_t size);
 FTM_EXPORT void ftm_free(void *ptr);
-void *malloc_aligned(size_t size, size_t align, const void *caller);
+/* A chunk of class cls marked live with size (at most the class's): the
+ * thread cache's bin, refilled when empty. Outside debug mode. */
+void *class_alloc(uint32_t cls, size_t size);
 void chunk_set_size(void *p, size_t size);
 void report_bad_pointer(const void *p, const char *call);
 bool free_checked(void *p, const char *call);

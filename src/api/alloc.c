@@ -69,14 +69,10 @@ static inline void *bin_pop(struct ftm_bin *bin, size_t size)
 	return top->chunk;
 }
 
-FTM_COLD static void *malloc_slow(size_t size, const void *caller)
+/* class_alloc's miss: the bin of cls is empty, or the thread has no cache
+ * yet (a first call attaches one) or any more (straight from the arena). */
+FTM_COLD static void *class_alloc_miss(uint32_t cls, size_t size)
 {
-	ftm_ensure_init();
-	if (FTM_UNLIKELY(ftm_debug))
-		return malloc_debug(size, caller);
-	if (size > FTM_SMALL_MAX)
-		return large_alloc(size, FTM_ALIGN, false);
-	uint32_t cls = size_class(size);
 	struct ftm_tcache *tc = thread_cache();
 	if (!tc) {
 		void *p = arena_alloc_one(cls);
@@ -90,6 +86,24 @@ FTM_COLD static void *malloc_slow(size_t size, const void *caller)
 		return NULL;
 	bin->misses++;
 	return bin_pop(bin, size);
+}
+
+void *class_alloc(uint32_t cls, size_t size)
+{
+	struct ftm_bin *bin = &ftm_tls_tcache->bins[cls];
+	if (FTM_LIKELY(bin->top != bin->base))
+		return bin_pop(bin, size);
+	return class_alloc_miss(cls, size);
+}
+
+FTM_COLD static void *malloc_slow(size_t size, const void *caller)
+{
+	ftm_ensure_init();
+	if (FTM_UNLIKELY(ftm_debug))
+		return malloc_debug(size, caller);
+	if (size > FTM_SMALL_MAX)
+		return large_alloc(size, FTM_ALIGN, false);
+	return class_alloc_miss(size_class(size), size);
 }
 
 /* One comparison picks the common case, a size up to 1 KiB; its bin, like

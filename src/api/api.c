@@ -179,23 +179,43 @@ static bool power_of_two(size_t n)
 	return n && !(n & (n - 1));
 }
 
-/* size bytes aligned to align (a power of two). Zone chunks of a
- * power-of-two class start at multiples of their size (chunk 0 is page
- * aligned), so alignments up to a page come from zones; larger ones from a
- * LARGE mapping. */
-void *malloc_aligned(size_t size, size_t align, const void *caller)
+/* The smallest class that holds want bytes and whose chunks all start at
+ * a multiple of align. A zone is aligned to its own size (64 KiB or more)
+ * and chunk i starts i class sizes into it, so the class size must be a
+ * multiple of align; the power of two at or above want is one, so a few
+ * classes at most are passed over (want 130, align 64: 144, 160, then 192,
+ * where rounding up to a power of two took 256). */
+static inline uint32_t aligned_class(size_t want, size_t align)
+{
+	uint32_t cls = want <= 1024 ? size_class_small(want) : size_class(want);
+	while (ftm_classes[cls].size & (align - 1))
+		cls++;
+	return cls;
+}
+
+/* Whether a block of want bytes aligned to align (a power of two) comes
+ * from a zone. Past 4 KiB of alignment a LARGE mapping wastes less: memalign
+ * (16 KiB, 20 000) would take a 32 KiB chunk, the mapping 24 KiB and a
+ * header page. Up to it the aligned class is at most the power of two at
+ * or above want, and the bytes of it not asked for fit the 14 bits of a
+ * chunk's state. */
+static bool aligned_in_zone(size_t want, size_t align)
+{
+	return want <= FTM_SMALL_MAX && align <= 4096;
+}
+
+/* malloc_aligned before start-up, in debug mode (a LARGE mapping for every
+ * block aligned past 16 bytes: zone chunks are padded for the canary) and
+ * for blocks that no zone holds. */
+FTM_COLD static void *malloc_aligned_slow(size_t size, size_t align, const void *caller)
 {
 	ftm_ensure_init();
-	if (align <= FTM_ALIGN)
-		return FTM_UNLIKELY(ftm_debug) ? malloc_debug(size, caller) : ftm_malloc(size);
-	/* debug mode pads zone chunks for the canary: aligned blocks go LARGE */
-	if (align <= ftm_page_size && size <= FTM_SMALL_MAX && !ftm_debug) {
-		size_t chunk = size < align ? align : size;
-		chunk = (size_t)1 << (64 - __builtin_clzl(chunk - 1));
-		void *p = ftm_malloc(chunk);
-		if (p)
-			chunk_set_size(p, size);
-		return p;
+	size_t want = size < align ? align : size;
+	if (FTM_UNLIKELY(ftm_debug)) {
+		if (align <= FTM_ALIGN)
+			return malloc_debug(size, caller);
+	} else if (aligned_in_zone(want, align)) {
+		return class_alloc(aligned_class(want, align), size);
 	}
 	void *p = large_alloc(size, align, false);
 	if (p && FTM_UNLIKELY(ftm_debug)) {
@@ -203,6 +223,18 @@ void *malloc_aligned(size_t size, size_t align, const void *caller)
 		debug_on_new_block(HISTORY_MALLOC, p, size, caller);
 	}
 	return p;
+}
+
+/* size bytes aligned to align (a power of two): up to 4 KiB of alignment
+ * and 32 KiB of block, a chunk of an aligned class from the thread cache,
+ * like malloc; anything else, a LARGE mapping. */
+static inline void *malloc_aligned(size_t size, size_t align, const void *caller)
+{
+	size_t want = size < align ? align : size;
+	if (FTM_LIKELY(aligned_in_zone(want, align) &&
+		       __atomic_load_n(&ftm_ready, __ATOMIC_ACQUIRE) && !ftm_debug))
+		return class_alloc(aligned_class(want, align), size);
+	return malloc_aligned_slow(size, align, caller);
 }
 
 FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)

@@ -135,3 +135,37 @@ Test(sizeclass, chunk_slot_accepts_only_chunk_starts)
 		cr_assert_eq(wrong, 0, "class %u", cls);
 	}
 }
+
+/* An aligned block of up to 32 KiB, aligned to at most 4 KiB, is a chunk
+ * of the smallest class that holds it and whose size is a multiple of the
+ * alignment (so every chunk of the class is aligned): never bigger than the
+ * power of two at or above the size, where it used to take that power of
+ * two. Its state records the exact size. Past 4 KiB of alignment, a LARGE
+ * mapping. */
+Test(sizeclass, aligned_blocks_take_the_smallest_aligned_class)
+{
+	for (size_t align = 32; align <= 4096; align *= 2) {
+		for (size_t n = 0; n <= FTM_SMALL_MAX; n += n < 1100 ? 1 : 97) {
+			size_t want = n < align ? align : n;
+			uint32_t expect = 0;
+			while (class_size(expect) < want || class_size(expect) % align)
+				expect++;
+			unsigned char *p = ftm_memalign(align, n);
+			cr_assert_not_null(p);
+			cr_assert_eq((uintptr_t)p % align, 0, "memalign(%zu, %zu) = %p", align, n, p);
+			struct ftm_zone *zone = pagemap_zone(p);
+			cr_assert_not_null(zone, "memalign(%zu, %zu) is not a zone chunk", align, n);
+			cr_assert_eq(zone->cls, expect, "memalign(%zu, %zu): class of %u bytes, want %u",
+				     align, n, zone->size, class_size(expect));
+			cr_assert_leq(zone->size, (size_t)1 << (64 - __builtin_clzl(want - 1)));
+			uint16_t meta = meta_load(zone, zone_chunk_index(zone, p));
+			cr_assert_eq(meta, FTM_META_LIVE | (zone->size - n), "memalign(%zu, %zu)", align,
+				     n);
+			ftm_free(p);
+		}
+	}
+	void *p = ftm_memalign(8192, 100);
+	cr_assert_null(pagemap_zone(p), "an alignment past 4 KiB takes a LARGE mapping");
+	cr_assert_eq((uintptr_t)p % 8192, 0);
+	ftm_free(p);
+}
