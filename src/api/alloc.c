@@ -210,20 +210,6 @@ FTM_COLD static void free_no_room(struct ftm_zone *zone, void *p, uint32_t index
 	errno = saved;
 }
 
-/* Moves a live chunk to cached for free's fast path. No other thread can
- * free it at the same instant while glibc says the process has one thread
- * (__libc_single_threaded turns false in pthread_create before the new
- * thread exists), so the compare-and-swap, about 15% of a single-threaded
- * small-object churn, is only paid once there are two. */
-static inline bool meta_claim(struct ftm_zone *zone, size_t index, uint16_t state)
-{
-	if (FTM_LIKELY(__libc_single_threaded)) {
-		meta_store(zone, index, FTM_META_CACHED);
-		return true;
-	}
-	return meta_replace(zone, index, state, FTM_META_CACHED);
-}
-
 /* Asks for the cache line of a chunk's state in exclusive state. A chunk
  * freed by another thread than the one that allocated it (larson, a server
  * handing requests between threads) has its state line in that thread's
@@ -243,10 +229,10 @@ static inline void prefetch_for_write(const void *p)
 /* A pointer is freed here only if its zone's seal is intact (zone_sealed)
  * and it is exactly the start of a live chunk: zone_chunk_slot gives an
  * index below capacity for nothing else (an interior, misaligned or foreign
- * pointer), its state says live, and this call is the one that moves it out
- * of live (meta_claim). The bound also covers a free racing with the zone's
- * end, whose header may already serve another zone of its class (zone.c):
- * the index stays within that header's meta. */
+ * pointer), its state says live, and this call is the one that moves it
+ * out of live (meta_replace). The bound also covers a free racing with the
+ * zone's end, whose header may already serve another zone of its class
+ * (zone.c): the index stays within that header's meta. */
 FTM_EXPORT void ftm_free(void *p)
 {
 	struct ftm_zone *zone = pagemap_zone(p);
@@ -256,7 +242,8 @@ FTM_EXPORT void ftm_free(void *p)
 		if (FTM_LIKELY(index < zone->capacity)) {
 			prefetch_for_write(meta_slot(zone, index));
 			uint16_t state = meta_load(zone, index);
-			if (FTM_LIKELY((state & FTM_META_LIVE) && meta_claim(zone, index, state))) {
+			if (FTM_LIKELY((state & FTM_META_LIVE) &&
+				       meta_replace(zone, index, state, FTM_META_CACHED))) {
 				struct ftm_slot *top = bin->top;
 				if (FTM_UNLIKELY(top == bin->end)) {
 					free_no_room(zone, p, (uint32_t)index, state);
