@@ -274,7 +274,9 @@ void *large_alloc(size_t size, size_t align, bool zero)
 {
 	ftm_ensure_init();
 	size_t slack = align > HEADER_SPACE ? align : HEADER_SPACE;
-	if (size > (size_t)PTRDIFF_MAX / 2) {
+	/* the length below adds align twice: 2^63 wrapped it to a few pages,
+	 * and posix_memalign returned 0x8000000000000000 */
+	if (size > (size_t)PTRDIFF_MAX / 2 || align > (size_t)PTRDIFF_MAX / 4) {
 		errno = ENOMEM;
 		return NULL;
 	}

@@ -666,6 +666,29 @@ Test(conformance, posix_memalign_bad_alignment)
 	}
 }
 
+/* Alignments no mapping can meet, valid powers of two all the same: a
+ * clean ENOMEM, not a pointer computed from a wrapped length. */
+Test(conformance, aligned_alloc_impossible_alignments)
+{
+	for (size_t align = (size_t)1 << 47; align; align <<= 1) {
+		void *sentinel = (void *)0x5eed;
+		void *out = sentinel;
+		int rc = posix_memalign(&out, opaque(align), 1);
+		cr_assert(rc == ENOMEM, "posix_memalign(%#zx, 1) = %d, %p", align, rc, out);
+		cr_assert(out == sentinel, "posix_memalign(%#zx) wrote *memptr = %p", align, out);
+		errno = 0;
+		void *p = aligned_alloc(opaque(align), 100);
+		cr_assert(p == NULL && errno == ENOMEM, "aligned_alloc(%#zx, 100): %p errno %d", align,
+			  p, errno);
+		errno = 0;
+		p = memalign(opaque(align), 5000);
+		/* past 2^62 memalign says EINVAL, as glibc's does */
+		int want = align > ((size_t)1 << 62) ? EINVAL : ENOMEM;
+		cr_assert(p == NULL && errno == want, "memalign(%#zx, 5000): %p errno %d", align, p,
+			  errno);
+	}
+}
+
 static void *via_aligned_alloc(size_t a, size_t n) { return aligned_alloc(a, n); }
 static void *via_memalign(size_t a, size_t n) { return memalign(a, n); }
 static void *via_libc_memalign(size_t a, size_t n) { return __libc_memalign(a, n); }
