@@ -832,7 +832,7 @@ static void op_burst(struct input *in)
 /* Requests that must fail cleanly, leaving errno set and blocks untouched. */
 static void op_huge(struct input *in)
 {
-	uint8_t kind = r8(in) % 6;
+	uint8_t kind = r8(in) % 7;
 	size_t huge = SIZE_MAX - r16(in);
 	errno = 0;
 	if (kind == 0) {
@@ -866,6 +866,12 @@ static void op_huge(struct input *in)
 		void *p = ftm_aligned_alloc(64, huge);
 		if (p || errno != ENOMEM)
 			fail("aligned_alloc(64, %zu) returned %p errno %d", huge, p, errno);
+	} else if (kind == 6) { /* a power of two no mapping can meet */
+		size_t align = (size_t)1 << (47 + r8(in) % 17);
+		void *sentinel = &kind, *p = sentinel;
+		int rc = ftm_posix_memalign(&p, align, r16(in));
+		if (rc != ENOMEM || p != sentinel)
+			fail("posix_memalign(%zu, small) returned %d and set %p", align, rc, p);
 	}
 }
 
