@@ -195,10 +195,10 @@ static inline uint32_t aligned_class(size_t want, size_t align)
 
 /* Whether a block of want bytes aligned to align (a power of two) comes
  * from a zone. Past 4 KiB of alignment a LARGE mapping wastes less: memalign
- * (16 KiB, 20 000) would take a 32 KiB chunk, the mapping 24 KiB and a
- * header page. Up to it the aligned class is at most the power of two at
- * or above want, and the bytes of it not asked for fit the 14 bits of a
- * chunk's state. */
+ * (16 KiB, 20 000) would take a 32 KiB chunk, where the mapping takes 24
+ * KiB, its header page included. Up to it the aligned class is at most the
+ * power of two at or above want, and the bytes of it not asked for fit the
+ * 14 bits of a chunk's state. */
 static bool aligned_in_zone(size_t want, size_t align)
 {
 	return want <= FTM_SMALL_MAX && align <= 4096;
