@@ -4,8 +4,10 @@
  * allocate). Every option is FT_MALLOC_<NAME>. Booleans take 1/0, yes/no,
  * on/off, true/false; counts take a decimal number with an optional K/M/G;
  * texts are kept as given (environ's strings live as long as the process).
- * A bad value keeps the default and says so on stderr.
+ * A bad value (unparsable, or past the option's bound) keeps the default
+ * and says so on stderr.
  */
+#include <signal.h>
 #include <string.h>
 #include <strings.h>
 
@@ -17,6 +19,7 @@ static const struct {
 	const char *name;      /* after the FT_MALLOC_ prefix */
 	enum option_kind kind; /* how the value is parsed */
 	long fallback;         /* value when unset or invalid */
+	long most;             /* largest valid count (0: no bound but the parser's) */
 } option_table[FTM_OPT_COUNT] = {
     [FTM_OPT_ARENAS] = {"ARENAS", OPT_COUNT, 0},
     [FTM_OPT_ABORT_ON_ERROR] = {"ABORT_ON_ERROR", OPT_BOOL, 0},
@@ -28,7 +31,7 @@ static const struct {
     [FTM_OPT_STATS] = {"STATS", OPT_BOOL, 0},
     [FTM_OPT_OUTPUT] = {"OUTPUT", OPT_TEXT, 0},
     [FTM_OPT_DUMP] = {"DUMP", OPT_TEXT, 0},
-    [FTM_OPT_DUMP_SIGNAL] = {"DUMP_SIGNAL", OPT_COUNT, 0},
+    [FTM_OPT_DUMP_SIGNAL] = {"DUMP_SIGNAL", OPT_COUNT, 0, NSIG - 1},
     [FTM_OPT_SHOW_FULL] = {"SHOW_FULL", OPT_BOOL, 0},
     [FTM_OPT_CALLERS] = {"CALLERS", OPT_BOOL, 0},
     [FTM_OPT_DECAY_MS] = {"DECAY_MS", OPT_COUNT, 5000},
@@ -81,6 +84,8 @@ static void option_set(int id, const char *value)
 		return;
 	}
 	bool ok = option_table[id].kind == OPT_BOOL ? parse_bool(value, &v) : parse_count(value, &v);
+	if (ok && option_table[id].most && v > option_table[id].most)
+		ok = false;
 	if (ok) {
 		ftm_options[id] = v;
 		return;

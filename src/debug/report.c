@@ -49,12 +49,25 @@ static void on_dump_signal(int sig)
 	errno = saved;
 }
 
-static void install(int sig, void (*handler)(int))
+static bool install(int sig, void (*handler)(int))
 {
 	struct sigaction sa = {.sa_handler = handler};
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	sigaction(sig, &sa, NULL);
+	return sigaction(sig, &sa, NULL) == 0;
+}
+
+/* "ft_malloc: FT_MALLOC_<name>=<value>: <why>", to the report output. */
+static void report_option_unused(const char *name, long value, const char *why)
+{
+	struct ftm_out o = {.fd = ftm_report_fd};
+	out_str(&o, "ft_malloc: FT_MALLOC_");
+	out_str(&o, name);
+	out_str(&o, "=");
+	out_dec(&o, (uint64_t)value);
+	out_str(&o, why);
+	out_line_end(&o);
+	out_flush(&o);
 }
 
 static int parse_fd(const char *s)
@@ -114,11 +127,21 @@ void debug_init(void)
 		}
 	}
 	keep_stderr_for_exit();
-	if (ftm_options[FTM_OPT_HISTORY] > 0 && history_init((size_t)ftm_options[FTM_OPT_HISTORY]))
-		for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(*fatal_signals); i++)
-			install(fatal_signals[i], on_fatal_signal);
-	if (ftm_options[FTM_OPT_DUMP_SIGNAL] > 0 && ftm_options[FTM_OPT_DUMP_SIGNAL] < NSIG)
-		install((int)ftm_options[FTM_OPT_DUMP_SIGNAL], on_dump_signal);
+	/* an option that cannot take effect says so, and costs nothing */
+	if (ftm_options[FTM_OPT_HISTORY] > 0) {
+		if (history_init((size_t)ftm_options[FTM_OPT_HISTORY])) {
+			for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(*fatal_signals); i++)
+				install(fatal_signals[i], on_fatal_signal);
+		} else {
+			report_option_unused("HISTORY", ftm_options[FTM_OPT_HISTORY],
+					     ": no memory for the history, none kept");
+			ftm_options[FTM_OPT_HISTORY] = 0;
+		}
+	}
+	if (ftm_options[FTM_OPT_DUMP_SIGNAL] > 0 &&
+	    !install((int)ftm_options[FTM_OPT_DUMP_SIGNAL], on_dump_signal))
+		report_option_unused("DUMP_SIGNAL", ftm_options[FTM_OPT_DUMP_SIGNAL],
+				     ": the signal cannot be caught, no dump on it");
 	ftm_debug = ftm_options[FTM_OPT_SCRIBBLE] || ftm_options[FTM_OPT_GUARD] ||
 		    ftm_options[FTM_OPT_HISTORY] > 0 || ftm_options[FTM_OPT_CALLERS];
 	if (ftm_options[FTM_OPT_VERBOSE])

@@ -1223,6 +1223,31 @@ Test(debug_quiet, every_option_off_no_output)
 	child_free(&c);
 }
 
+/* A value the option cannot use says so on its own line, and the program
+ * runs as without it: a signal out of range or that cannot be caught, a
+ * history ring past the address space. */
+Test(debug_quiet, unusable_values_are_said)
+{
+	static const struct {
+		const char *opt, *said;
+	} cases[] = {
+	    {"FT_MALLOC_DUMP_SIGNAL=99", "ft_malloc: ignoring FT_MALLOC_DUMP_SIGNAL=99 (invalid value)\n"},
+	    {"FT_MALLOC_DUMP_SIGNAL=9",
+	     "ft_malloc: FT_MALLOC_DUMP_SIGNAL=9: the signal cannot be caught, no dump on it\n"},
+	    {"FT_MALLOC_HISTORY=4000G",
+	     "ft_malloc: FT_MALLOC_HISTORY=4294967296000: no memory for the history, none kept\n"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		const char *opts[] = {cases[i].opt, NULL};
+		struct child c;
+		run_child("quiet", opts, &c);
+		assert_exit0(&c, cases[i].opt);
+		cr_assert_str_eq(ERR(&c), cases[i].said, "%s", cases[i].opt);
+		cr_assert_str_eq(OUT(&c), "");
+		child_free(&c);
+	}
+}
+
 Test(debug_quiet, invalid_value_is_said_and_ignored)
 {
 	static const char *const opts[] = {"FT_MALLOC_LEAK_REPORT=maybe", NULL};
