@@ -57,8 +57,9 @@ static bool install(int sig, void (*handler)(int))
 	return sigaction(sig, &sa, NULL) == 0;
 }
 
-/* "ft_malloc: FT_MALLOC_<name>=<value>: <why>", to the report output. */
-static void report_option_unused(const char *name, long value, const char *why)
+/* An option that cannot take effect: "ft_malloc: FT_MALLOC_<name>=<value>:
+ * <why>", to the report output. */
+static void report_option_dropped(const char *name, long value, const char *why)
 {
 	struct ftm_out o = {.fd = ftm_report_fd};
 	out_str(&o, "ft_malloc: FT_MALLOC_");
@@ -133,14 +134,14 @@ void debug_init(void)
 			for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(*fatal_signals); i++)
 				install(fatal_signals[i], on_fatal_signal);
 		} else {
-			report_option_unused("HISTORY", ftm_options[FTM_OPT_HISTORY],
+			report_option_dropped("HISTORY", ftm_options[FTM_OPT_HISTORY],
 					     ": no memory for the history, none kept");
 			ftm_options[FTM_OPT_HISTORY] = 0;
 		}
 	}
 	if (ftm_options[FTM_OPT_DUMP_SIGNAL] > 0 &&
 	    !install((int)ftm_options[FTM_OPT_DUMP_SIGNAL], on_dump_signal))
-		report_option_unused("DUMP_SIGNAL", ftm_options[FTM_OPT_DUMP_SIGNAL],
+		report_option_dropped("DUMP_SIGNAL", ftm_options[FTM_OPT_DUMP_SIGNAL],
 				     ": the signal cannot be caught, no dump on it");
 	ftm_debug = ftm_options[FTM_OPT_SCRIBBLE] || ftm_options[FTM_OPT_GUARD] ||
 		    ftm_options[FTM_OPT_HISTORY] > 0 || ftm_options[FTM_OPT_CALLERS];
