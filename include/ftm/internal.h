@@ -257,6 +257,15 @@ static inline uint32_t bin_count(const struct ftm_bin *bin)
 	return (uint32_t)(__atomic_load_n(&bin->top, __ATOMIC_RELAXED) - bin->base);
 }
 
+/* The bin's newest chunk (the bin holds one), marked live with the size
+ * asked for. */
+static inline void *bin_pop(struct ftm_bin *bin, size_t size)
+{
+	struct ftm_slot *top = --bin->top;
+	__atomic_store_n(top->meta, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
+	return top->chunk;
+}
+
 /* Allocations served by a bin so far (see struct ftm_bin). */
 static inline uint64_t bin_mallocs(const struct ftm_bin *bin)
 {

@@ -61,14 +61,6 @@ void *malloc_debug(size_t size, const void *caller)
 	return p;
 }
 
-/* The bin's newest chunk, marked live with the size asked for. */
-static inline void *bin_pop(struct ftm_bin *bin, size_t size)
-{
-	struct ftm_slot *top = --bin->top;
-	__atomic_store_n(top->meta, (uint16_t)(bin->live - size), __ATOMIC_RELAXED);
-	return top->chunk;
-}
-
 /* class_alloc's miss: the bin of cls is empty, or the thread has no cache
  * yet (a first call attaches one) or any more (straight from the arena). */
 FTM_COLD static void *class_alloc_miss(uint32_t cls, size_t size)

@@ -204,9 +204,24 @@ static bool aligned_in_zone(size_t want, size_t align)
 	return want <= FTM_SMALL_MAX && align <= 4096;
 }
 
-/* malloc_aligned before start-up, in debug mode (a LARGE mapping for every
- * block aligned past 16 bytes: zone chunks are padded for the canary) and
- * for blocks that no zone holds. */
+/* The aligned allocators' fast path: a chunk of the aligned class from the
+ * thread cache's bin, or NULL when the slow way must serve the block (an
+ * empty bin, before start-up, debug mode, a block no zone holds). It
+ * touches neither errno nor a lock. */
+static inline void *aligned_from_bin(size_t size, size_t align)
+{
+	size_t want = size < align ? align : size;
+	if (FTM_UNLIKELY(!aligned_in_zone(want, align) ||
+			 !__atomic_load_n(&ftm_ready, __ATOMIC_ACQUIRE) || ftm_debug))
+		return NULL;
+	struct ftm_bin *bin = &ftm_tls_tcache->bins[aligned_class(want, align)];
+	return FTM_LIKELY(bin->top != bin->base) ? bin_pop(bin, size) : NULL;
+}
+
+/* size bytes aligned to align (a power of two), when aligned_from_bin could
+ * not: in debug mode a LARGE mapping for every block aligned past 16 bytes
+ * (zone chunks are padded for the canary), else a zone chunk up to 4 KiB of
+ * alignment and 32 KiB of block (its bin refilled), else a LARGE mapping. */
 FTM_COLD static void *malloc_aligned_slow(size_t size, size_t align, const void *caller)
 {
 	ftm_ensure_init();
@@ -225,27 +240,24 @@ FTM_COLD static void *malloc_aligned_slow(size_t size, size_t align, const void 
 	return p;
 }
 
-/* size bytes aligned to align (a power of two): up to 4 KiB of alignment
- * and 32 KiB of block, a chunk of an aligned class from the thread cache,
- * like malloc; anything else, a LARGE mapping. */
 static inline void *malloc_aligned(size_t size, size_t align, const void *caller)
 {
-	size_t want = size < align ? align : size;
-	if (FTM_LIKELY(aligned_in_zone(want, align) &&
-		       __atomic_load_n(&ftm_ready, __ATOMIC_ACQUIRE) && !ftm_debug))
-		return class_alloc(aligned_class(want, align), size);
-	return malloc_aligned_slow(size, align, caller);
+	void *p = aligned_from_bin(size, align);
+	return FTM_LIKELY(p != NULL) ? p : malloc_aligned_slow(size, align, caller);
 }
 
+/* errno survives a success, as glibc's does: only the slow way can touch it. */
 FTM_EXPORT int ftm_posix_memalign(void **out, size_t align, size_t size)
 {
 	if (!power_of_two(align) || align % sizeof(void *))
 		return EINVAL;
-	int saved = errno;
-	void *p = malloc_aligned(size, align, FTM_CALLER);
-	if (!p)
-		return ENOMEM;
-	errno = saved;
+	void *p = aligned_from_bin(size, align);
+	if (FTM_UNLIKELY(!p)) {
+		int saved = errno;
+		if (!(p = malloc_aligned_slow(size, align, FTM_CALLER)))
+			return ENOMEM;
+		errno = saved;
+	}
 	*out = p;
 	return 0;
 }
